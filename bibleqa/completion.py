@@ -1,0 +1,224 @@
+"""The ``completion`` model format: few-shot prompts sent exactly as written to ``POST /v1/completions``.
+
+Base models such as the bundled Gemma 3 270M answer sensibly only when they continue a document like::
+
+    Answer each Bible question in a few words and cite the verses that support the answer.
+
+    ---
+
+    Question: Who built the ark?
+    Answer: Noah
+    References: Genesis 6:14
+
+    ---
+
+    Question: In what town was Jesus born?
+    Answer:
+
+DSPy 3.4's own ``model_type="text"`` appends ``\\n\\nBEGIN RESPONSE:`` to the prompt, after which this
+model answers with an empty line.  So this format has two parts of its own:
+
+* ``CompletionAdapter`` renders the signature, demos and inputs as such a document (one user message) and
+  parses the continuation back into output fields;
+* ``CompletionEngine`` (a DSPy 3.4 custom engine) sends that message's text as the ``prompt``, unchanged,
+  with ``max_tokens`` and stop sequences, and reports token usage.
+
+Example (against a running server)::
+
+    >>> import dspy
+    >>> from bibleqa.completion import CompletionAdapter, CompletionEngine
+    >>> engine = CompletionEngine("http://127.0.0.1:1234/v1", "gemma-3-270m")
+    >>> lm = dspy.LM("lm_studio/gemma-3-270m", engine=engine, max_tokens=32, temperature=0.0)
+    >>> with dspy.context(lm=lm, adapter=CompletionAdapter()):  # doctest: +SKIP
+    ...     dspy.Predict("question -> answer")(question="Who built the ark?").answer
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import httpx
+from dspy.adapters.base import Adapter
+from dspy.lm15 import (
+    InvalidRequestError,
+    Message,
+    ProviderError,
+    RateLimitError,
+    Response,
+    ServerError,
+    TextPart,
+    TransportError,
+    Usage,
+    response_to_events,
+)
+from dspy.lm15 import TimeoutError as LMTimeoutError
+from dspy.utils.exceptions import AdapterParseError
+
+from bibleqa.lm import api_key
+
+logger = logging.getLogger(__name__)
+
+DEMO_SEPARATOR = "\n\n---\n\n"
+STOP_SEQUENCES = ("\n\n", "\n---", "\nQuestion:")
+"""Where a continuation ends: after the last field of one answer, before the model writes another item."""
+
+
+def field_header(name: str) -> str:
+    """``"cross_references"`` -> ``"Cross References"``: the label a field gets in the document."""
+    return name.replace("_", " ").title()
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(entry) for entry in value)
+    return " ".join(str(value).split("\n")) if value is not None else ""
+
+
+class CompletionAdapter(Adapter):
+    """Renders a DSPy call as a few-shot document for a base model, and parses its continuation.
+
+    Input fields with empty values are left out, so a program without retrieval shows no passages.  A
+    demo shows the fields it has; a demo without any output field is skipped.
+    """
+
+    def __init__(self, max_passage_chars: int = 2000):
+        super().__init__()
+        self.max_passage_chars = max_passage_chars
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        lm_kwargs = {**lm_kwargs, "stop": list(lm_kwargs.get("stop") or STOP_SEQUENCES)}
+        return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        lm_kwargs = {**lm_kwargs, "stop": list(lm_kwargs.get("stop") or STOP_SEQUENCES)}
+        return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
+    def format(self, signature, demos, inputs) -> list[dict[str, Any]]:
+        blocks = [signature.instructions.strip()]
+        for demo in demos:
+            if any(demo.get(name) not in (None, "") for name in signature.output_fields):
+                blocks.append(self._render(signature, demo, complete=True))
+        blocks.append(self._render(signature, inputs, complete=False))
+        return [{"role": "user", "content": DEMO_SEPARATOR.join(blocks)}]
+
+    def _render(self, signature, values: dict[str, Any], *, complete: bool) -> str:
+        lines = []
+        for name in signature.input_fields:
+            text = _format_value(values.get(name))
+            if text:
+                lines.append(f"{field_header(name)}: {text[: self.max_passage_chars]}")
+        for name in signature.output_fields:
+            if not complete:
+                lines.append(f"{field_header(name)}:")
+                break
+            text = _format_value(values.get(name))
+            if text:
+                lines.append(f"{field_header(name)}: {text}")
+        return "\n".join(lines)
+
+    def parse(self, signature, completion: str) -> dict[str, Any]:
+        names = list(signature.output_fields)
+        headers = {field_header(name).lower(): name for name in names}
+        pattern = re.compile(r"^(" + "|".join(re.escape(field_header(n)) for n in names) + r")\s*:", re.I | re.M)
+        # The prompt ends with the first output field's header, so the continuation starts with its value.
+        text = f"{field_header(names[0])}:{completion}"
+        values: dict[str, Any] = {}
+        matches = list(pattern.finditer(text))
+        for index, match in enumerate(matches):
+            name = headers[match.group(1).lower()]
+            end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+            values.setdefault(name, text[match.end() : end].strip())
+        missing = [name for name in names if name not in values]
+        required = [name for name in missing if name != "references"]
+        if required:
+            raise AdapterParseError(
+                adapter_name="CompletionAdapter",
+                signature=signature,
+                lm_response=completion,
+                message=f"the continuation has no {', '.join(required)}",
+            )
+        for name in missing:
+            values[name] = ""
+        return values
+
+
+class CompletionEngine:
+    """A DSPy custom engine for ``POST {base_url}/completions`` that sends the prompt exactly as written.
+
+    The API key is read from ``LM_STUDIO_API_KEY`` at call time and never stored, so ``dump_state`` (and
+    anything that saves this engine) holds no secret.
+    """
+
+    def __init__(self, base_url: str, model: str, timeout: float = 60.0):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self._client = httpx.Client(timeout=timeout)
+
+    def complete(self, request) -> Response:
+        prompt = "".join(part.text for message in request.messages for part in message.parts if hasattr(part, "text"))
+        config = request.config
+        body: dict[str, Any] = {"model": self.model, "prompt": prompt}
+        if config.max_tokens is not None:
+            body["max_tokens"] = config.max_tokens
+        if config.temperature is not None:
+            body["temperature"] = config.temperature
+        if config.stop:
+            body["stop"] = list(config.stop)
+        if config.seed is not None:
+            body["seed"] = config.seed
+        payload = self._post(body)
+        choice = (payload.get("choices") or [{}])[0]
+        usage = payload.get("usage") or {}
+        finish = choice.get("finish_reason") or "stop"
+        return Response(
+            id=payload.get("id"),
+            model=payload.get("model") or self.model,
+            message=Message.assistant([TextPart(choice.get("text") or "")]),
+            finish_reason=finish if finish in ("stop", "length") else "stop",
+            usage=Usage(
+                input_tokens=usage.get("prompt_tokens"),
+                output_tokens=usage.get("completion_tokens"),
+                total_tokens=usage.get("total_tokens"),
+            ),
+        )
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}/completions"
+        try:
+            response = self._client.post(url, json=body, headers={"Authorization": f"Bearer {api_key()}"})
+        except httpx.TimeoutException as error:
+            raise LMTimeoutError(f"{url}: no answer within {self.timeout} s") from error
+        except httpx.HTTPError as error:
+            raise TransportError(f"{url}: {error}") from error
+        if response.status_code == 429:
+            raise RateLimitError(f"{url}: HTTP 429 {response.text[:200]}")
+        if response.status_code >= 500:
+            raise ServerError(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+        if response.status_code >= 400:
+            raise InvalidRequestError(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+        try:
+            return response.json()
+        except ValueError as error:
+            raise ProviderError(f"{url}: the answer is not JSON: {response.text[:200]!r}") from error
+
+    def stream(self, request):
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "model": self.model, "timeout": self.timeout}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> CompletionEngine:
+        return cls(**state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.dump_state()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
