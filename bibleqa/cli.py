@@ -1,0 +1,170 @@
+"""The ``bibleqa`` command: a thin shell that parses flags, builds typed configs and calls one function.
+
+    bibleqa train --lm local                    # train and log one run on the bundled LM
+    bibleqa train --lm-model mistral-nemo       # the same against LM Studio (the default LM)
+    bibleqa serve-lm --port 1234                # serve the bundled LM in the foreground
+
+A user error (bad file, bad flag, unreachable server) prints one line and exits 2; nothing starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from bibleqa.errors import UserError
+from bibleqa.lm import DEFAULT_LM_BASE, MODEL_FORMATS, LMSettings
+
+LM_CHOICES = ("lmstudio", "local")
+QUIET_LOGGERS = ("dspy", "LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3", "bm25s", "optuna", "ray")
+
+
+@dataclass(frozen=True)
+class LMChoice:
+    """The LM a command talks to, once the bundled server (if any) is up."""
+
+    settings: LMSettings
+    lm_studio: bool
+    n_ctx: int | None
+
+
+def add_lm_flags(parser: argparse.ArgumentParser) -> None:
+    """The LM flags every command that calls an LM shares."""
+    group = parser.add_argument_group("LM")
+    group.add_argument("--lm", choices=LM_CHOICES, default="lmstudio",
+                       help="lmstudio: a running LM Studio server (default); local: start the bundled model")
+    group.add_argument("--lm-base", default=None, help=f"LM server URL (default {DEFAULT_LM_BASE})")
+    group.add_argument("--lm-model", default=None, help="model name on the server (default: its first model)")
+    group.add_argument("--model-format", choices=MODEL_FORMATS, default=None,
+                       help="chat (instruct models; default for lmstudio) or completion (base models; default "
+                            "for local)")
+    group.add_argument("--max-tokens", type=int, default=LMSettings.max_tokens, help="cap on generated tokens")
+    group.add_argument("--temperature", type=float, default=LMSettings.temperature)
+    group.add_argument("--timeout", type=float, default=LMSettings.timeout, help="seconds per LM call")
+    group.add_argument("--retries", type=int, default=LMSettings.retries, help="retries of a failed LM call")
+    group.add_argument("--no-cache", action="store_true", help="do not use DSPy's response cache")
+
+
+@contextlib.contextmanager
+def lm_from_flags(args: argparse.Namespace) -> Iterator[LMChoice]:
+    """Yield the LM the flags name, starting (and later stopping) the bundled server for ``--lm local``."""
+    local = args.lm == "local"
+    settings = LMSettings(
+        lm_base=args.lm_base or DEFAULT_LM_BASE,
+        lm_model=args.lm_model,
+        model_format=args.model_format or ("completion" if local else "chat"),
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        timeout=args.timeout,
+        retries=args.retries,
+        cache=not args.no_cache,
+    )
+    if not local:
+        yield LMChoice(settings, lm_studio=True, n_ctx=None)
+        return
+    if args.lm_base:
+        raise UserError("--lm-base names an LM server, but --lm local starts its own: drop one of them")
+    from bibleqa.local_lm import local_lm_server
+
+    with local_lm_server() as server:
+        yield LMChoice(replace(settings, lm_base=server.base_url, lm_model=server.model), False, server.n_ctx)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from bibleqa.train import TrainConfig, run_training
+
+    config = TrainConfig(
+        optimizer=args.optimizer,
+        train_size=args.num_examples,
+        max_bootstrapped_demos=args.max_bootstrapped_demos,
+        max_labeled_demos=args.max_labeled_demos,
+        retrieval_k=args.retrieval_k,
+        chain_of_thought=args.chain_of_thought,
+    )
+    with lm_from_flags(args) as choice:
+        result = run_training(
+            config,
+            choice.settings,
+            data=args.data,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            lm_studio=choice.lm_studio,
+            n_ctx=choice.n_ctx,
+        )
+    print(f"run {result.run_name} ({result.run_id}) in {result.tracking_uri}")
+    for name, value in result.metrics.items():
+        print(f"  {name:<26} {value:.3f}")
+    print(f"  n_errors                   {result.evaluation.n_errors}")
+    print(f"model: {result.model_uri}")
+    return 0
+
+
+def _serve_lm(args: argparse.Namespace) -> int:
+    from bibleqa.local_lm import serve_forever
+
+    return serve_forever(args.host, args.port, args.n_ctx)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bibleqa.local_lm import DEFAULT_N_CTX
+    from bibleqa.tracking import DEFAULT_EXPERIMENT
+
+    parser = argparse.ArgumentParser(prog="bibleqa", description="Bible QA with DSPy, tracked in MLflow.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs too")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="compile, score on dev and log one MLflow run")
+    train.add_argument("--optimizer", default="BootstrapFewShot",
+                       help="DSPy optimizer class (LabeledFewShot, BootstrapFewShot, "
+                            "BootstrapFewShotWithRandomSearch, MIPROv2) or the seed's alias (bootstrap, ...)")
+    train.add_argument("--num-examples", type=int, default=16, help="training examples used (train_size)")
+    train.add_argument("--max-bootstrapped-demos", type=int, default=2)
+    train.add_argument("--max-labeled-demos", type=int, default=2)
+    train.add_argument("--retrieval-k", type=int, default=3, help="BM25 passages given to the LM")
+    train.add_argument("--chain-of-thought", action="store_true", help="let the LM reason first (never scored)")
+    train.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
+    train.add_argument("--tracking-uri", default=None,
+                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    train.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    add_lm_flags(train)
+    train.set_defaults(run=_train)
+
+    serve = commands.add_parser("serve-lm", help="serve the bundled LM (OpenAI-compatible) in the foreground")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=1234)
+    serve.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context window in tokens")
+    serve.set_defaults(run=_serve_lm)
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    """Our INFO logs to stderr; the libraries' only from WARNING (or everything with ``-v``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def run_cli(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
+    """Run a command, turning a ``UserError`` into one line on stderr and exit code 2."""
+    try:
+        return main(args)
+    except UserError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    return run_cli(args.run, args, "bibleqa")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""DSPy optimizers by name: the one place that knows how a teleprompter is built and compiled.
+
+Names are DSPy class names; the seed's short names are aliases.  Each optimizer takes only its own
+parameters (``OPTIMIZER_PARAMS``); the search-space validator and the trial config use the same table.
+
+Example::
+
+    >>> from bibleqa.optimizers import canonical_optimizer, OPTIMIZER_PARAMS
+    >>> canonical_optimizer("bootstrap")
+    'BootstrapFewShot'
+    >>> sorted(OPTIMIZER_PARAMS["LabeledFewShot"])
+    ['max_labeled_demos']
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bibleqa.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZER_PARAMS: dict[str, dict[str, Any]] = {
+    "LabeledFewShot": {"max_labeled_demos": 4},
+    "BootstrapFewShot": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2, "max_rounds": 1},
+    "BootstrapFewShotWithRandomSearch": {
+        "max_bootstrapped_demos": 2,
+        "max_labeled_demos": 2,
+        "max_rounds": 1,
+        "num_candidate_programs": 2,
+    },
+    "MIPROv2": {
+        "max_bootstrapped_demos": 2,
+        "max_labeled_demos": 2,
+        "auto": "light",
+        "num_candidates": None,
+        "num_trials": None,
+    },
+}
+"""Each optimizer's parameters and their defaults."""
+
+OPTIMIZER_ALIASES = {
+    "labeled": "LabeledFewShot",
+    "labeledfewshot": "LabeledFewShot",
+    "bootstrap": "BootstrapFewShot",
+    "bootstrapfewshot": "BootstrapFewShot",
+    "random_search": "BootstrapFewShotWithRandomSearch",
+    "bootstrap_random_search": "BootstrapFewShotWithRandomSearch",
+    "bootstrapfewshotwithrandomsearch": "BootstrapFewShotWithRandomSearch",
+    "mipro": "MIPROv2",
+    "miprov2": "MIPROv2",
+}
+"""The seed's short names (and lower-case spellings) for the DSPy class names."""
+
+MIPRO_AUTO = ("light", "medium", "heavy")
+
+
+def canonical_optimizer(name: str) -> str:
+    """The DSPy class name for ``name`` or one of its aliases; raises ``UserError`` otherwise."""
+    if name in OPTIMIZER_PARAMS:
+        return name
+    canonical = OPTIMIZER_ALIASES.get(name.lower())
+    if canonical is None:
+        allowed = ", ".join([*OPTIMIZER_PARAMS, *sorted(set(OPTIMIZER_ALIASES) - {k.lower() for k in OPTIMIZER_PARAMS})])
+        raise UserError(f"optimizer {name!r} is unknown; use one of {allowed}")
+    return canonical
+
+
+def optimizer_params(optimizer: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's full parameters: its defaults, overridden by ``given`` (which must be its own)."""
+    defaults = OPTIMIZER_PARAMS[optimizer]
+    foreign = sorted(set(given) - set(defaults))
+    if foreign:
+        raise UserError(
+            f"{optimizer} does not take {', '.join(foreign)}; it takes {', '.join(defaults) or 'no parameters'}"
+        )
+    return {**defaults, **given}
+
+
+def demo_budget(optimizer: str, params: dict[str, Any]) -> int:
+    """The most demos a compiled program can carry per predictor."""
+    if optimizer == "LabeledFewShot":
+        return int(params["max_labeled_demos"])
+    return int(params["max_bootstrapped_demos"]) + int(params["max_labeled_demos"])
+
+
+def compile_program(
+    program: Any,
+    optimizer: str,
+    params: dict[str, Any],
+    *,
+    trainset: list[Any],
+    valset: list[Any],
+    metric: Any,
+    seed: int = 0,
+    num_threads: int = 1,
+) -> Any:
+    """Compile ``program`` with ``optimizer``; ``valset`` (from train, never dev) is used only by the
+    optimizers that score candidates (random search, MIPROv2).  Returns the compiled program."""
+    import dspy.teleprompt as teleprompt
+
+    params = optimizer_params(optimizer, params)
+    if optimizer == "LabeledFewShot":
+        if params["max_labeled_demos"] == 0:
+            return program.deepcopy()
+        return teleprompt.LabeledFewShot(k=params["max_labeled_demos"]).compile(program, trainset=trainset, sample=True)
+    if optimizer == "BootstrapFewShot":
+        return teleprompt.BootstrapFewShot(
+            metric=metric,
+            max_bootstrapped_demos=params["max_bootstrapped_demos"],
+            max_labeled_demos=params["max_labeled_demos"],
+            max_rounds=params["max_rounds"],
+        ).compile(program, trainset=trainset)
+    if optimizer == "BootstrapFewShotWithRandomSearch":
+        return teleprompt.BootstrapFewShotWithRandomSearch(
+            metric=metric,
+            max_bootstrapped_demos=params["max_bootstrapped_demos"],
+            max_labeled_demos=params["max_labeled_demos"],
+            max_rounds=params["max_rounds"],
+            num_candidate_programs=params["num_candidate_programs"],
+            num_threads=num_threads,
+        ).compile(program, trainset=trainset, valset=valset or None)
+    if optimizer == "MIPROv2":
+        auto = params["auto"] if params["num_candidates"] is None else None
+        optimizer_object = teleprompt.MIPROv2(
+            metric=metric,
+            auto=auto,
+            num_candidates=params["num_candidates"],
+            max_bootstrapped_demos=params["max_bootstrapped_demos"],
+            max_labeled_demos=params["max_labeled_demos"],
+            num_threads=num_threads,
+            seed=seed,
+            verbose=False,
+        )
+        return optimizer_object.compile(
+            program,
+            trainset=trainset,
+            valset=valset or None,
+            num_trials=params["num_trials"] if auto is None else None,
+            minibatch_size=max(1, min(35, len(valset or trainset))),
+        )
+    raise UserError(f"optimizer {optimizer!r} is unknown; use one of {', '.join(OPTIMIZER_PARAMS)}")
