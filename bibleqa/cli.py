@@ -35,13 +35,20 @@ class LMChoice:
 def add_lm_flags(parser: argparse.ArgumentParser) -> None:
     """The LM flags every command that calls an LM shares."""
     group = parser.add_argument_group("LM")
-    group.add_argument("--lm", choices=LM_CHOICES, default="lmstudio",
-                       help="lmstudio: a running LM Studio server (default); local: start the bundled model")
+    group.add_argument(
+        "--lm",
+        choices=LM_CHOICES,
+        default="lmstudio",
+        help="lmstudio: a running LM Studio server (default); local: start the bundled model",
+    )
     group.add_argument("--lm-base", default=None, help=f"LM server URL (default {DEFAULT_LM_BASE})")
     group.add_argument("--lm-model", default=None, help="model name on the server (default: its first model)")
-    group.add_argument("--model-format", choices=MODEL_FORMATS, default=None,
-                       help="chat (instruct models; default for lmstudio) or completion (base models; default "
-                            "for local)")
+    group.add_argument(
+        "--model-format",
+        choices=MODEL_FORMATS,
+        default=None,
+        help="chat (instruct models; default for lmstudio) or completion (base models; default for local)",
+    )
     group.add_argument("--max-tokens", type=int, default=LMSettings.max_tokens, help="cap on generated tokens")
     group.add_argument("--temperature", type=float, default=LMSettings.temperature)
     group.add_argument("--timeout", type=float, default=LMSettings.timeout, help="seconds per LM call")
@@ -118,17 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="compile, score on dev and log one MLflow run")
-    train.add_argument("--optimizer", default="BootstrapFewShot",
-                       help="DSPy optimizer class (LabeledFewShot, BootstrapFewShot, "
-                            "BootstrapFewShotWithRandomSearch, MIPROv2) or the seed's alias (bootstrap, ...)")
+    train.add_argument(
+        "--optimizer",
+        default="BootstrapFewShot",
+        help="DSPy optimizer class (LabeledFewShot, BootstrapFewShot, "
+        "BootstrapFewShotWithRandomSearch, MIPROv2) or the seed's alias (bootstrap, ...)",
+    )
     train.add_argument("--num-examples", type=int, default=16, help="training examples used (train_size)")
     train.add_argument("--max-bootstrapped-demos", type=int, default=2)
     train.add_argument("--max-labeled-demos", type=int, default=2)
     train.add_argument("--retrieval-k", type=int, default=3, help="BM25 passages given to the LM")
     train.add_argument("--chain-of-thought", action="store_true", help="let the LM reason first (never scored)")
     train.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
-    train.add_argument("--tracking-uri", default=None,
-                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    train.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
     train.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     add_lm_flags(train)
     train.set_defaults(run=_train)

@@ -56,7 +56,11 @@ class LMUsage:
         )
 
     def as_dict(self) -> dict[str, int]:
-        return {"lm_calls": self.lm_calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        return {
+            "lm_calls": self.lm_calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
 
 
 class UsageMeter:

@@ -78,7 +78,7 @@ def _parse_lexicon(text: str, where: str) -> Lexicon:
     try:
         raw = json.loads(text)["concepts"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise DataError(f"{where}: not a lexicon ({error}); expected {{\"concepts\": {{id: {{...}}}}}}") from None
+        raise DataError(f'{where}: not a lexicon ({error}); expected {{"concepts": {{id: {{...}}}}}}') from None
     concepts: dict[str, Concept] = {}
     for concept_id, entry in raw.items():
         forms = tuple(entry.get("forms") or ())

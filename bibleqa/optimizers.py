@@ -62,7 +62,9 @@ def canonical_optimizer(name: str) -> str:
         return name
     canonical = OPTIMIZER_ALIASES.get(name.lower())
     if canonical is None:
-        allowed = ", ".join([*OPTIMIZER_PARAMS, *sorted(set(OPTIMIZER_ALIASES) - {k.lower() for k in OPTIMIZER_PARAMS})])
+        allowed = ", ".join(
+            [*OPTIMIZER_PARAMS, *sorted(set(OPTIMIZER_ALIASES) - {k.lower() for k in OPTIMIZER_PARAMS})]
+        )
         raise UserError(f"optimizer {name!r} is unknown; use one of {allowed}")
     return canonical
 

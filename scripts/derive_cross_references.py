@@ -93,12 +93,18 @@ def main(js_file: str) -> None:
     data_file.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
     subset_file = data_file.with_name("tsk_subset.json")
     subset_file.write_text(
-        json.dumps({"source": SOURCE, "rule": __doc__.split("The curation rule")[1].strip(), "verses": subset},
-                   indent=1, ensure_ascii=False) + "\n",
+        json.dumps(
+            {"source": SOURCE, "rule": __doc__.split("The curation rule")[1].strip(), "verses": subset},
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n",
         encoding="utf-8",
     )
-    print(f"{len(items)} items; {len(subset)} cited verses in {subset_file.name}; "
-          f"items with fewer than {MIN_CROSS_REFERENCES} cross references: {short or 'none'}")
+    print(
+        f"{len(items)} items; {len(subset)} cited verses in {subset_file.name}; "
+        f"items with fewer than {MIN_CROSS_REFERENCES} cross references: {short or 'none'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,119 @@
+"""bibleqa.dataset and the bundled data: schema, splits, references, concepts, cross references."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import resources
+
+import pytest
+
+from bibleqa.dataset import load_dataset
+from bibleqa.errors import DataError
+from bibleqa.lexicon import load_lexicon
+from bibleqa.metrics import accuracy, key_term_accuracy, theological_match_score
+from bibleqa.scripture import format_verse_id, kjv_verses, verse_ids
+
+DATA = load_dataset()
+LEXICON = load_lexicon()
+TSK = json.loads(resources.files("bibleqa.data").joinpath("tsk_subset.json").read_text(encoding="utf-8"))
+
+
+def test_size_and_fixed_splits():
+    assert len(DATA.items) >= 200
+    assert len(DATA.dev) >= 60 and len(DATA.test) >= 60
+    assert len(DATA.train) == len(DATA.items) - len(DATA.dev) - len(DATA.test)
+    for split in ("train", "dev", "test"):
+        categories = Counter(item.category for item in DATA.by_split[split])
+        assert categories["factual"] > 0 and categories["doctrinal"] > 0, split
+
+
+def test_questions_are_unique():
+    questions = [item.question.strip().lower() for item in DATA.items]
+    assert len(questions) == len(set(questions))
+
+
+def test_every_reference_parses_to_real_kjv_verses():
+    verses = kjv_verses()
+    for item in DATA.items:
+        for reference in (*item.references, *item.cross_references):
+            ids = verse_ids(reference)  # strict: raises on anything that names no verse
+            assert ids and all(verse in verses for verse in ids), (item.id, reference)
+
+
+def test_every_concept_is_in_the_lexicon_and_only_doctrinal_items_have_concepts():
+    for item in DATA.items:
+        assert all(concept in LEXICON for concept in item.concepts), item.id
+        assert bool(item.concepts) == (item.category == "doctrinal"), item.id
+
+
+def test_every_item_has_key_terms_inside_its_answer():
+    for item in DATA.items:
+        assert item.key_terms, item.id
+        assert key_term_accuracy(item.to_example(), {"answer": item.answer}) == 1.0, item.id
+
+
+def test_the_gold_answer_scores_full_marks():
+    # The data, the lexicon and the metrics agree: each gold answer is correct by every answer metric.
+    for item in DATA.items:
+        example, gold = item.to_example(), {"answer": item.answer}
+        assert accuracy(example, gold) == 1.0, item.id
+        assert theological_match_score(example, gold) == 1.0, (item.id, LEXICON.concepts_in(item.answer))
+
+
+def test_cross_references_are_2_to_5_curated_tsk_passages():
+    for item in DATA.items:
+        assert 2 <= len(item.cross_references) <= 5, item.id
+        tsk_of_item = {
+            target
+            for reference in item.references
+            for verse in verse_ids(reference)
+            for target in TSK["verses"].get(format_verse_id(verse), [])
+        }
+        for cross_reference in item.cross_references:
+            assert cross_reference in tsk_of_item, (item.id, cross_reference)
+    assert "Treasury of Scripture Knowledge" in TSK["source"]
+
+
+def test_lexicon_has_80_concepts_with_forms():
+    assert len(LEXICON) >= 80
+    for concept in LEXICON.concepts.values():
+        assert concept.forms, concept.id
+    # A few concepts the seed's users track.
+    for concept_id in ("atonement", "justification", "grace", "covenant", "resurrection"):
+        assert concept_id in LEXICON
+
+
+def test_a_broken_line_names_the_file_and_the_line(tmp_path):
+    lines = (resources.files("bibleqa.data").joinpath("qa.jsonl").read_text(encoding="utf-8")).splitlines()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join([lines[0], lines[1], '{"id": "x", "question": ', lines[2]]) + "\n")
+    with pytest.raises(DataError, match=rf"{broken}:3: not valid JSON"):
+        load_dataset(broken)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"split": "validation"}, "split 'validation' is not one of train, dev, test"),
+        ({"aliases": "Noe"}, "aliases must be a list of strings"),
+        ({"answer": ""}, "answer must be a non-empty string"),
+        ({"colour": "red"}, "unknown key colour"),
+    ],
+)
+def test_schema_errors_name_the_line(tmp_path, change, message):
+    record = {**json.loads(resources.files("bibleqa.data").joinpath("qa.jsonl").read_text().splitlines()[0]), **change}
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=rf"{path}:1: {message}"):
+        load_dataset(path)
+
+
+def test_missing_file_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="cannot read the data file"):
+        load_dataset(tmp_path / "nope.jsonl")
+
+
+def test_dataset_hash_identifies_the_file():
+    assert len(DATA.sha256) == 64
+    assert load_dataset(DATA.path).sha256 == DATA.sha256
