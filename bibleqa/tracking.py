@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,22 @@ def log_program_model(program: Any, name: str = "model") -> Any:
     if dspy.settings.lm is not None:
         raise RuntimeError("refusing to log a model while an LM is configured: its settings would be pickled")
     return mlflow.dspy.log_model(program, name=name, pip_requirements=model_pip_requirements())
+
+
+def log_batch(run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
+    """Log params and metrics to run ``run_id`` in one ``log_batch`` call per 100 params / 1000 metrics.
+
+    Unlike ``mlflow.log_metrics``, this never attaches the metrics to MLflow's "active model" (which
+    ``mlflow.*.load_model`` sets as a side effect), so they always land on the run alone.
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    timestamp = int(time.time() * 1000)
+    param_list = [Param(key, str(value)) for key, value in (params or {}).items()]
+    metric_list = [Metric(key, float(value), timestamp, 0) for key, value in (metrics or {}).items()]
+    for start in range(0, len(param_list), 100):
+        client.log_batch(run_id, params=param_list[start : start + 100])
+    for start in range(0, len(metric_list), 1000):
+        client.log_batch(run_id, metrics=metric_list[start : start + 1000])

@@ -37,6 +37,7 @@ from bibleqa.program import build_program
 from bibleqa.tracking import (
     DEFAULT_EXPERIMENT,
     ensure_experiment,
+    log_batch,
     log_program_model,
     provenance_params,
     resolve_tracking_uri,
@@ -108,6 +109,8 @@ def run_params(
         **settings.as_params(),
         "lm_studio": str(lm_studio).lower(),
         "optimizer": config.optimizer,
+        "max_bootstrapped_demos": config.max_bootstrapped_demos,
+        "max_labeled_demos": config.max_labeled_demos,
         **config.optimizer_params(),
         "train_size": config.train_size,
         "num_examples": config.train_size,
@@ -198,10 +201,10 @@ def run_training(
     lm, adapter = build_lm(settings), build_adapter(settings.model_format)
     name = run_name()
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={"run_type": "train"}) as run:
-        mlflow.log_params(run_params(config, settings, dataset, lm_studio=lm_studio, n_ctx=n_ctx))
+        log_batch(run.info.run_id, params=run_params(config, settings, dataset, lm_studio=lm_studio, n_ctx=n_ctx))
         compiled, evaluation, figures = compile_and_evaluate(config, dataset, lm, adapter)
         metrics = {name: evaluation.metrics[name] for name in (*TRACKED_METRICS, "cross_reference_precision")}
-        mlflow.log_metrics({**metrics, "n_errors": evaluation.n_errors, **figures})
+        log_batch(run.info.run_id, metrics={**metrics, "n_errors": evaluation.n_errors, **figures})
         with tempfile.TemporaryDirectory(prefix="bibleqa-train-") as scratch:
             for path in write_artifacts(Path(scratch), compiled, evaluation):
                 mlflow.log_artifact(str(path))

@@ -1,0 +1,138 @@
+"""bibleqa.train: one tracked run against the real bundled LM, with a real ``mlflow server`` and with the
+local SQLite store."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import dspy
+import mlflow
+import pytest
+
+from bibleqa.dataset import bundled_data_path
+from bibleqa.lm import LMSettings
+from bibleqa.metrics import TRACKED_METRICS
+from bibleqa.train import TrainConfig, run_training
+
+pytestmark = [pytest.mark.lm, pytest.mark.slow]
+
+SEED_COMPARISON = """
+from mlflow.tracking import MlflowClient
+
+# Initialize client
+client = MlflowClient()
+
+# Get experiment by name
+experiment = client.get_experiment_by_name("dspy_bible_qa")
+
+# Get runs for the experiment
+runs = client.search_runs(
+    experiment_ids=[experiment.experiment_id],
+    filter_string="metrics.accuracy > 0.8"
+)
+
+# Compare runs
+for run in runs:
+    run_id = run.info.run_id
+    metrics = run.data.metrics
+    params = run.data.params
+
+    print(f"Run ID: {run_id}")
+    print(f"Accuracy: {metrics.get('accuracy')}")
+    print(f"Model: {params.get('model')}")
+    print("---")
+"""
+
+
+def small_data(directory: Path, train: int = 6, dev: int = 6, test: int = 2) -> Path:
+    """A real subset of the bundled data, so an LM-bound test takes seconds, not minutes."""
+    wanted = {"train": train, "dev": dev, "test": test}
+    kept = []
+    for line in bundled_data_path().read_text(encoding="utf-8").splitlines():
+        split = json.loads(line)["split"]
+        if wanted[split] > 0:
+            wanted[split] -= 1
+            kept.append(line)
+    path = directory / "small.jsonl"
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return path
+
+
+CONFIG = TrainConfig(optimizer="LabeledFewShot", train_size=4, max_labeled_demos=2, retrieval_k=1)
+
+
+def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, monkeypatch):
+    settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion")
+    result = run_training(
+        CONFIG, settings, data=str(small_data(tmp_path)), tracking_uri=mlflow_server, lm_studio=False, n_ctx=4096
+    )
+    run = mlflow.MlflowClient(mlflow_server).get_run(result.run_id)
+
+    assert re.fullmatch(r"bible_qa_model_\d{8}_\d{6}", run.info.run_name)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["run_type"] == "train"
+    experiment = mlflow.MlflowClient(mlflow_server).get_experiment(run.info.experiment_id)
+    assert experiment.name == "dspy_bible_qa" and experiment.artifact_location
+    params = run.data.params
+    assert params["model"] == params["lm_studio_model"] == "gemma-3-270m"
+    assert params["lm_studio_api_url"] == local_lm.base_url
+    assert params["model_format"] == "completion"
+    assert params["optimizer"] == "LabeledFewShot"
+    assert params["train_size"] == params["num_examples"] == "4"
+    assert params["retrieval_k"] == "1" and params["max_labeled_demos"] == "2"
+    assert params["lm_studio"] == "false"
+    for name in ("data_sha256", "git_commit", "dspy_version", "mlflow_version", "llama_cpp_python_version",
+                 "n_ctx", "temperature", "cache"):  # fmt: skip
+        assert name in params, name
+    for name in TRACKED_METRICS:
+        assert 0.0 <= run.data.metrics[name] <= 1.0
+    assert run.data.metrics == {**run.data.metrics, **result.metrics}
+
+    artifacts = {entry.path for entry in mlflow.MlflowClient(mlflow_server).list_artifacts(result.run_id)}
+    assert {"sample_predictions.json", "question_scores.csv", "program.json"} <= artifacts
+    samples = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="sample_predictions.json",
+                                                 tracking_uri=mlflow_server)).read_text()
+    )  # fmt: skip
+    assert set(samples) == {"questions", "predictions", "ground_truth"} and len(samples["questions"]) == 6
+
+    # The MLflow model loads and answers through a configured LM.
+    mlflow.set_tracking_uri(mlflow_server)
+    loaded = mlflow.dspy.load_model(result.model_uri)
+    mlflow.clear_active_model()  # load_model makes it MLflow's "active model", which later metrics would join
+    from bibleqa.lm import build_adapter, build_lm
+
+    with dspy.context(lm=build_lm(settings), adapter=build_adapter("completion")):
+        answer = loaded(question="Who built the ark?")
+    assert isinstance(answer.answer, str) and answer.answer
+    assert len(loaded.answer_question.demos) == 2
+
+    # The seed's "Comparing Different Models" code, as written, against what we logged.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    for threshold, expect_our_run in (("0.8", result.metrics["accuracy"] > 0.8), ("-1", True)):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(SEED_COMPARISON.replace("> 0.8", f"> {threshold}"), {})
+        assert (f"Run ID: {result.run_id}" in printed.getvalue()) == expect_our_run
+    assert "Model: gemma-3-270m" in printed.getvalue()
+
+
+def test_no_file_the_run_writes_holds_the_api_key(local_lm, tmp_path, monkeypatch, dspy_cache_dir):
+    planted = "sk-planted-bibleqa-7f3a9c1e"
+    monkeypatch.setenv("LM_STUDIO_API_KEY", planted)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion")
+    result = run_training(CONFIG, settings, data=str(small_data(tmp_path)), lm_studio=False)
+
+    assert result.tracking_uri == "sqlite:///mlflow.db"  # MLflow's own default, in the working directory
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert any(path.name == "mlflow.db" for path in written)
+    assert any(path.suffix == ".pkl" for path in written)  # the pickled MLflow model is among them
+    assert dspy_cache_dir.exists()  # so is the DSPy response cache
+    leaks = [str(path) for path in written if planted.encode() in path.read_bytes()]
+    assert leaks == []
