@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -21,7 +22,7 @@ from bibleqa.errors import UserError
 from bibleqa.lm import DEFAULT_LM_BASE, MODEL_FORMATS, LMSettings
 
 LM_CHOICES = ("lmstudio", "local")
-QUIET_LOGGERS = ("dspy", "LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3", "bm25s", "optuna", "ray")
+QUIET_LOGGERS = ("dspy", "LiteLLM", "litellm", "httpx", "alembic", "urllib3", "bm25s", "optuna", "ray", "matplotlib")
 
 
 @dataclass(frozen=True)
@@ -156,14 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: bool) -> None:
-    """Our INFO logs to stderr; the libraries' only their errors (or everything with ``-v``)."""
+    """What a person sees: our own INFO lines and everyone's warnings (everything with ``-v``).
+
+    The libraries' INFO chatter still reaches any file handler added later (a sweep's ``sweep.log``).
+    """
     if not verbose:
         # Set before the libraries are imported: MLflow reads its level at import, DSPy draws tqdm bars.
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("TQDM_DISABLE", "1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*is experimental.*")
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        console.addFilter(_OwnInfoOrWarnings())
+    root = logging.getLogger()
+    root.addHandler(console)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+class _OwnInfoOrWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] in ("bibleqa", "sweeps")
 
 
 def run_cli(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:

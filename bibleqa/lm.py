@@ -113,8 +113,11 @@ def health_check(settings: LMSettings) -> LMSettings:
     return settings
 
 
-def build_lm(settings: LMSettings) -> Any:
-    """The ``dspy.LM`` for ``settings`` (call ``health_check`` first so that ``lm_model`` is set)."""
+def build_lm(settings: LMSettings, callbacks: list[Any] | None = None) -> Any:
+    """The ``dspy.LM`` for ``settings`` (call ``health_check`` first so that ``lm_model`` is set).
+
+    ``callbacks`` are DSPy callbacks run around every call of this LM (the sweeps use one to hold an LM
+    slot while a call is in flight)."""
     import dspy
 
     if settings.lm_model is None:
@@ -124,6 +127,7 @@ def build_lm(settings: LMSettings) -> Any:
         "max_tokens": settings.max_tokens,
         "cache": settings.cache,
         "num_retries": settings.retries,
+        "callbacks": callbacks or [],
     }
     if settings.model_format == "completion":
         from bibleqa.completion import CompletionEngine

@@ -158,7 +158,13 @@ def log_program_model(program: Any, name: str = "model") -> Any:
     return mlflow.dspy.log_model(program, name=name, pip_requirements=model_pip_requirements())
 
 
-def log_batch(run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
+def log_batch(
+    run_id: str,
+    *,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    client: Any = None,
+) -> None:
     """Log params and metrics to run ``run_id`` in one ``log_batch`` call per 100 params / 1000 metrics.
 
     Unlike ``mlflow.log_metrics``, this never attaches the metrics to MLflow's "active model" (which
@@ -167,7 +173,7 @@ def log_batch(run_id: str, *, params: dict[str, Any] | None = None, metrics: dic
     import mlflow
     from mlflow.entities import Metric, Param
 
-    client = mlflow.MlflowClient()
+    client = client or mlflow.MlflowClient()
     timestamp = int(time.time() * 1000)
     param_list = [Param(key, str(value)) for key, value in (params or {}).items()]
     metric_list = [Metric(key, float(value), timestamp, 0) for key, value in (metrics or {}).items()]

@@ -1,0 +1,229 @@
+"""The ``bibleqa-sweep`` command: validate a search space, run a sweep, pick the winner.
+
+    bibleqa-sweep validate search_spaces/smoke.yaml
+    bibleqa-sweep run search_spaces/smoke.yaml --trials 6 --lm local
+    bibleqa-sweep pick --ask "Who built the ark?" --lm local
+
+Exit codes: 0 success; 1 nothing matched (``pick``); 2 a user error (bad file or flag, unreachable server,
+unknown experiment), printed as one line (``validate`` prints one line per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from bibleqa.cli import add_lm_flags, configure_logging, lm_from_flags, run_cli
+from bibleqa.errors import BibleQAError
+from bibleqa.metrics import TRACKED_METRICS
+from bibleqa.tracking import DEFAULT_EXPERIMENT
+
+PROG = "bibleqa-sweep"
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from bibleqa.dataset import load_dataset
+    from bibleqa.local_lm import DEFAULT_N_CTX
+    from sweeps.space import SpaceError, load_space
+
+    dataset = load_dataset(args.data)
+    try:
+        space = load_space(args.space_file, train_split_size=len(dataset.train), n_ctx=args.n_ctx or DEFAULT_N_CTX)
+    except SpaceError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    searched = ", ".join(space.optimizers)
+    print(f"{args.space_file}: valid; optimizers {searched}; objective {space.metric} ({space.mode})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sweeps.run import DryRun, SweepOptions, run_sweep, tracking_link
+    from sweeps.space import SpaceError
+
+    options = SweepOptions(
+        space_file=args.space_file,
+        trials=args.trials,
+        concurrency=None if args.concurrency == "auto" else _positive_int(args.concurrency, "--concurrency"),
+        search=args.search,
+        n_startup_trials=args.n_startup_trials,
+        max_failures=args.max_failures,
+        time_budget=args.time_budget,
+        address=args.address,
+        data=args.data,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        seed=args.seed,
+        storage=args.storage,
+        register=args.register,
+        dry_run=args.dry_run,
+    )
+    try:
+        with lm_from_flags(args) as choice:
+            result = run_sweep(options, choice.settings, lm_studio=choice.lm_studio, n_ctx=choice.n_ctx, echo=print)
+    except SpaceError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    if isinstance(result, DryRun):
+        print(f"dry run: {args.space_file} is valid, the LM and MLflow answer; nothing was started.")
+        for name, calls in result.lm_calls_per_trial.items():
+            print(f"  {name:<34} about {calls} LM calls per trial")
+        minutes = result.estimated_seconds / 60
+        print(
+            f"  {result.trials} trials: about {result.estimated_lm_calls} LM calls, {minutes:.1f} min "
+            f"at {result.seconds_per_call:.2f} s a call on {result.slots} slot(s)"
+        )
+        for note in result.notes:
+            print(f"  note: {note}")
+        _write_json(args.output_json, result.as_json())
+        return 0
+    print()
+    print(f"{'rank':<5}{'trial':<14}{'optimizer':<34}" + "".join(f"{name[:24]:>26}" for name in TRACKED_METRICS))
+    for rank, row in enumerate(result.top, start=1):
+        print(f"{rank:<5}{row['trial_id']:<14}{row['optimizer']:<34}"
+              + "".join(f"{row.get(name) or 0:>26.3f}" for name in TRACKED_METRICS))  # fmt: skip
+    print(f"\n{result.n_trials} trials, {result.n_failed} failed. Winner: run {result.best_run_id}")
+    if result.certainty:
+        print(result.certainty)
+    if result.test_metrics:
+        print(
+            "winner on test: "
+            + ", ".join(f"{k}={v:.3f}" for k, v in result.test_metrics.items() if k != "test_n_errors")
+        )
+    if result.model_uri:
+        print(f"winner's model: {result.model_uri}")
+    print(f"MLflow: {tracking_link(result.tracking_uri, result.experiment_id, result.parent_run_id)}")
+    print(f"sweep folder (full log in sweep.log): {result.sweep_dir}")
+    _write_json(args.output_json, {
+        "parent_run_id": result.parent_run_id,
+        "best_run_id": result.best_run_id,
+        "best_config": result.best_config,
+        "best_metrics": result.best_metrics,
+        "n_trials": result.n_trials,
+        "n_failed": result.n_failed,
+        **result.as_json(),
+    })  # fmt: skip
+    return 0
+
+
+def _pick(args: argparse.Namespace) -> int:
+    from sweeps.pick import NothingMatched, ask, pick_run
+
+    try:
+        choice = pick_run(
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            sweep=args.sweep,
+            run=args.run,
+            metric=args.metric,
+            mode=args.mode,
+            filter=args.filter,
+        )
+    except NothingMatched as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    answer = None
+    if args.ask:
+        with lm_from_flags(args) as lm_choice:
+            prediction = ask(choice, args.ask, lm_choice.settings)
+        answer = {"question": args.ask, "answer": prediction.answer, "references": prediction.references}
+    if args.json:
+        print(json.dumps({**choice.as_json(), **({"ask": answer} if answer else {})}, indent=2))
+        return 0
+    print(f"run {choice.run_id} ({choice.run_name}), best of {choice.candidates} by {args.metric}")
+    print("config: " + ", ".join(f"{k}={v}" for k, v in sorted(choice.config.items())
+                                 if k not in ("data_sha256", "git_commit")))  # fmt: skip
+    print("metrics: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(choice.metrics.items())))
+    print(f"model: {choice.model_uri or '(no MLflow model on this run)'}; program state: {choice.program_uri}")
+    if answer:
+        print(f"Q: {answer['question']}\nA: {answer['answer']}\nreferences: {'; '.join(answer['references'])}")
+    return 0
+
+
+def _positive_int(value: str, flag: str) -> int:
+    from bibleqa.errors import UserError
+
+    try:
+        number = int(value)
+    except ValueError:
+        raise UserError(f"{flag} {value!r} is not auto or a positive integer") from None
+    if number < 1:
+        raise UserError(f"{flag} must be auto or at least 1, but got {number}")
+    return number
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, default=str)
+
+
+def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Sweeps over the DSPy Bible QA program.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs too")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check a search-space file and list every problem")
+    validate.add_argument("space_file")
+    validate.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
+    validate.add_argument("--n-ctx", type=int, default=None, help="the LM's context window (default 4096)")
+    validate.set_defaults(run=_validate)
+
+    run = commands.add_parser("run", help="run a sweep")
+    run.add_argument("space_file")
+    run.add_argument("--trials", type=int, default=6, help="number of trials (default 6)")
+    run.add_argument("--concurrency", default="auto", help="LM slots: auto (1 for --lm local, 4 for LM Studio) or N")
+    run.add_argument("--search", choices=("tpe", "random"), default="tpe")
+    run.add_argument("--n-startup-trials", type=int, default=10, help="TPE's random start (default 10)")
+    run.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial")
+    run.add_argument("--time-budget", type=float, default=None, help="stop starting trials after S seconds")
+    run.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
+    run.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
+    _add_tracking_flags(run)
+    run.add_argument("--seed", type=int, default=None, help="overrides the space file's seed")
+    run.add_argument("--storage", default="./sweeps_results", help="where sweep folders go")
+    run.add_argument("--register", default=None, help="register the winner's model under NAME, alias champion")
+    run.add_argument("--dry-run", action="store_true", help="validate, health-check and estimate; start nothing")
+    run.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
+    add_lm_flags(run)
+    run.set_defaults(run=_run)
+
+    pick = commands.add_parser("pick", help="print the winning run (and ask it a question)")
+    _add_tracking_flags(pick)
+    pick.add_argument("--sweep", default="latest", help="parent run id of the sweep, or latest (default)")
+    pick.add_argument("--run", default=None, help="pick this run id instead")
+    pick.add_argument("--metric", default="theological_match_score")
+    pick.add_argument("--mode", choices=("max", "min"), default="max")
+    pick.add_argument("--filter", default=None, help='an MLflow filter, e.g. "metrics.accuracy > 0.8"')
+    pick.add_argument("--ask", default=None, help="a question for the picked program")
+    pick.add_argument("--json", action="store_true", help="print JSON")
+    add_lm_flags(pick)
+    pick.set_defaults(run=_pick)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return run_cli(args.run, args, PROG)
+    except BibleQAError as error:  # not a user error, but still ours: one line
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Picking the winner from MLflow, and asking it a question.
+
+    bibleqa-sweep pick                                   # the latest sweep's winner
+    bibleqa-sweep pick --filter "metrics.accuracy > 0.8" --metric key_term_accuracy
+    bibleqa-sweep pick --ask "Who built the ark?" --lm local
+
+Trials are ranked by the sweep's rule (``--metric``, then accuracy, then fewer LM calls, then trial id).
+``ask`` rebuilds the program from the run's DSPy JSON state (never from a downloaded pickle) and answers
+through the configured LM.
+
+Example::
+
+    >>> from sweeps.pick import pick_run
+    >>> choice = pick_run(tracking_uri="sqlite:///mlflow.db")  # doctest: +SKIP
+    >>> choice.run_id, choice.metrics["theological_match_score"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bibleqa.errors import BibleQAError, UserError
+from bibleqa.lm import LMSettings
+from bibleqa.tracking import DEFAULT_EXPERIMENT, configure_mlflow_http, resolve_tracking_uri
+
+
+class NothingMatched(BibleQAError):
+    """No run matches the request (the CLI exits 1)."""
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The chosen run."""
+
+    run_id: str
+    run_name: str
+    parent_run_id: str | None
+    config: dict[str, str]
+    metrics: dict[str, float]
+    model_uri: str | None
+    program_uri: str
+    tracking_uri: str
+    candidates: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "run_name": self.run_name,
+            "parent_run_id": self.parent_run_id,
+            "config": self.config,
+            "metrics": self.metrics,
+            "model_uri": self.model_uri,
+            "program_uri": self.program_uri,
+            "candidates": self.candidates,
+            **self.extra,
+        }
+
+
+def pick_run(
+    *,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    sweep: str | None = "latest",
+    run: str | None = None,
+    metric: str = "theological_match_score",
+    mode: str = "max",
+    filter: str | None = None,
+) -> Pick:
+    """The best trial run of a sweep (or the run ``run``).
+
+    Raises ``UserError`` for an unknown experiment, sweep or run, or a bad filter; ``NothingMatched``
+    when no finished trial matches.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from bibleqa.tracking import check_tracking
+
+    configure_mlflow_http()
+    uri = resolve_tracking_uri(tracking_uri)
+    check_tracking(uri)
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise UserError(f"experiment {experiment!r} does not exist at {uri}; pass --experiment or --tracking-uri")
+    if mode not in ("max", "min"):
+        raise UserError(f"--mode {mode!r} is not one of max, min")
+    try:
+        if run:
+            chosen = client.get_run(run)
+            return _pick_of(client, chosen, uri, candidates=1)
+        parent = _find_sweep(client, found.experiment_id, sweep or "latest")
+        conditions = [f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", "attributes.status = 'FINISHED'"]
+        if filter:
+            conditions.append(f"({filter})" if " or " in filter.lower() else filter)
+        children = client.search_runs([found.experiment_id], filter_string=" and ".join(conditions), max_results=5000)
+    except MlflowException as error:
+        raise UserError(
+            f"MLflow rejected the request: {str(error).splitlines()[0]}; check --run, --sweep and --filter"
+        ) from None
+    ranked = rank_runs([child for child in children if metric in child.data.metrics], metric, mode)
+    if not ranked:
+        raise NothingMatched(
+            f"no finished trial of sweep {parent.info.run_name} has {metric}"
+            + (f" and matches {filter!r}" if filter else "")
+        )
+    return _pick_of(client, ranked[0], uri, parent=parent, candidates=len(ranked))
+
+
+def rank_runs(runs: list[Any], metric: str, mode: str) -> list[Any]:
+    """Runs best first: ``metric`` (by ``mode``), then accuracy, then fewer lm_calls, then trial id."""
+    sign = -1.0 if mode == "max" else 1.0
+
+    def key(run: Any) -> tuple[float, float, float, str]:
+        metrics = run.data.metrics
+        return (
+            sign * metrics[metric],
+            -metrics.get("accuracy", 0.0),
+            metrics.get("lm_calls", math.inf),
+            run.data.tags.get("trial_id", run.info.run_id),
+        )
+
+    return sorted(runs, key=key)
+
+
+def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
+    """Answer ``question`` with the chosen run's program, rebuilt from its JSON state."""
+    import dspy
+    import mlflow
+
+    from bibleqa.lm import build_adapter, build_lm, health_check
+    from bibleqa.program import build_program
+
+    config = choice.config
+    program = build_program(int(config.get("retrieval_k", 3)), config.get("chain_of_thought", "False") == "True")
+    with tempfile.TemporaryDirectory(prefix="bibleqa-pick-") as scratch:
+        state = mlflow.artifacts.download_artifacts(
+            artifact_uri=choice.program_uri, dst_path=scratch, tracking_uri=choice.tracking_uri
+        )
+        program.load(str(Path(state)))
+    model_format = config.get("model_format") or settings.model_format
+    settings = health_check(LMSettings(**{**settings.__dict__, "model_format": model_format}))
+    with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings.model_format)):
+        return program(question=question)
+
+
+def _find_sweep(client: Any, experiment_id: str, sweep: str) -> Any:
+    if sweep != "latest":
+        run = client.get_run(sweep)
+        if run.data.tags.get("run_type") != "sweep":
+            raise UserError(f"run {sweep} is not a sweep's parent run; pass a parent run id, or latest")
+        return run
+    runs = client.search_runs(
+        [experiment_id], filter_string="tags.run_type = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not runs:
+        raise NothingMatched("no sweep has run in this experiment yet; run bibleqa-sweep run SPACE_FILE first")
+    return runs[0]
+
+
+def _pick_of(client: Any, run: Any, uri: str, parent: Any = None, candidates: int = 0) -> Pick:
+    parent_id = run.data.tags.get("mlflow.parentRunId") or (parent.info.run_id if parent else None)
+    if parent is None and parent_id:
+        parent = client.get_run(parent_id)
+    model_uri = None
+    if parent is not None and parent.data.tags.get("best_run_id") == run.info.run_id:
+        model_uri = parent.data.tags.get("best_model_uri")
+    if run.data.tags.get("run_type") == "sweep":
+        raise UserError(f"run {run.info.run_id} is a sweep's parent run; pass --sweep {run.info.run_id} instead")
+    return Pick(
+        run_id=run.info.run_id,
+        run_name=run.info.run_name,
+        parent_run_id=parent_id,
+        config=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        model_uri=model_uri,
+        program_uri=f"runs:/{run.info.run_id}/program.json",
+        tracking_uri=uri,
+        candidates=candidates,
+    )

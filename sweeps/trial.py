@@ -1,0 +1,103 @@
+"""One trial: build its LM inside the trial, compile on train, score on dev, report to Tune.
+
+The trial runs in a Ray worker (possibly on another node than the driver).  It builds its LM with
+``dspy.context`` (trials run in fresh threads, where ``dspy.configure`` would not reach), holds an LM slot
+for every call, and carries its artifacts (program JSON state, ``sample_predictions.json``,
+``question_scores.csv``) in its final result, so that they reach MLflow without the driver reading any
+worker's disk.
+
+Example (what Tune calls; ``context`` is bound with ``tune.with_parameters``)::
+
+    >>> from sweeps.trial import run_trial, SweepContext  # doctest: +SKIP
+    >>> run_trial({"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "seed": 0}, context)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bibleqa.lm import LMSettings
+
+logger = logging.getLogger(__name__)
+
+REPORTED_METRICS = (
+    "accuracy",
+    "theological_match_score",
+    "key_term_accuracy",
+    "cross_reference_recall",
+    "cross_reference_precision",
+    "n_errors",
+    "lm_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "compile_seconds",
+    "eval_seconds",
+)
+"""What a trial reports and its MLflow child run logs as metrics (nothing of Ray's bookkeeping)."""
+ARTIFACTS_KEY = "artifacts"
+ARTIFACT_NAMES = ("program.json", "sample_predictions.json", "question_scores.csv")
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial of a sweep shares; picklable, no secret."""
+
+    lm_settings: LMSettings
+    data: str | None
+    slots_actor: str | None
+    slots_namespace: str | None = None
+    eval_threads: int = 1
+    log_file: str | None = None
+
+
+def run_trial(config: dict[str, Any], context: SweepContext) -> None:
+    """The Tune trainable: compile, evaluate on dev, ``tune.report`` once with metrics and artifacts."""
+    from ray import tune
+
+    tune.report(trial_result(config, context))
+
+
+def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any]:
+    """Run one trial and return its final result: the reported metrics plus ``artifacts`` (name -> text)."""
+    from bibleqa.dataset import load_dataset
+    from bibleqa.lm import build_adapter, build_lm
+    from bibleqa.train import compile_and_evaluate, write_artifacts
+    from sweeps.slots import SlotCallback
+    from sweeps.trial_config import TrialConfig
+
+    _quiet_worker(context.log_file)
+    trial = TrialConfig.from_ray(config)
+    settings = replace(context.lm_settings, model_format=trial.model_format or context.lm_settings.model_format)
+    dataset = load_dataset(context.data)
+    callbacks = [SlotCallback(context.slots_actor, context.slots_namespace)] if context.slots_actor else []
+    lm = build_lm(settings, callbacks=callbacks)
+    compiled, evaluation, figures = compile_and_evaluate(
+        trial.to_train_config(context.eval_threads), dataset, lm, build_adapter(settings.model_format)
+    )
+    metrics = {**evaluation.metrics, "n_errors": evaluation.n_errors, **figures}
+    with tempfile.TemporaryDirectory(prefix="bibleqa-trial-") as scratch:
+        paths = write_artifacts(Path(scratch), compiled, evaluation)
+        artifacts = {path.name: path.read_text(encoding="utf-8") for path in paths}
+    return {**{name: float(metrics[name]) for name in REPORTED_METRICS}, ARTIFACTS_KEY: artifacts}
+
+
+def _quiet_worker(log_file: str | None) -> None:
+    """Send this worker's library logs to the sweep's log file (when it is reachable) instead of the console."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    root = logging.getLogger()
+    if log_file and not any(getattr(handler, "_bibleqa", False) for handler in root.handlers):
+        try:
+            handler = logging.FileHandler(log_file)
+        except OSError:  # the sweep folder lives on the driver's node
+            return
+        handler._bibleqa = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    for name in ("dspy", "LiteLLM", "litellm", "httpx", "mlflow", "bm25s"):
+        logging.getLogger(name).setLevel(logging.WARNING)
