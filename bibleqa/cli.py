@@ -146,13 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     add_lm_flags(train)
-    train.set_defaults(run=_train)
+    train.set_defaults(handler=_train)
 
     serve = commands.add_parser("serve-lm", help="serve the bundled LM (OpenAI-compatible) in the foreground")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=1234)
     serve.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context window in tokens")
-    serve.set_defaults(run=_serve_lm)
+    serve.set_defaults(handler=_serve_lm)
     return parser
 
 
@@ -198,7 +198,7 @@ def run_cli(main: Callable[[argparse.Namespace], int], args: argparse.Namespace,
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    return run_cli(args.run, args, "bibleqa")
+    return run_cli(args.handler, args, "bibleqa")
 
 
 if __name__ == "__main__":

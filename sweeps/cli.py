@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("space_file")
     validate.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
     validate.add_argument("--n-ctx", type=int, default=None, help="the LM's context window (default 4096)")
-    validate.set_defaults(run=_validate)
+    validate.set_defaults(handler=_validate)
 
     run = commands.add_parser("run", help="run a sweep")
     run.add_argument("space_file")
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="validate, health-check and estimate; start nothing")
     run.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
     add_lm_flags(run)
-    run.set_defaults(run=_run)
+    run.set_defaults(handler=_run)
 
     pick = commands.add_parser("pick", help="print the winning run (and ask it a question)")
     _add_tracking_flags(pick)
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--ask", default=None, help="a question for the picked program")
     pick.add_argument("--json", action="store_true", help="print JSON")
     add_lm_flags(pick)
-    pick.set_defaults(run=_pick)
+    pick.set_defaults(handler=_pick)
     return parser
 
 
@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return run_cli(args.run, args, PROG)
+        return run_cli(args.handler, args, PROG)
     except BibleQAError as error:  # not a user error, but still ours: one line
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1

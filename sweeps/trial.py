@@ -43,6 +43,10 @@ ARTIFACTS_KEY = "artifacts"
 ARTIFACT_NAMES = ("program.json", "sample_predictions.json", "question_scores.csv")
 
 
+class TrialFailed(RuntimeError):
+    """The trial ran but produced nothing that can be scored."""
+
+
 @dataclass(frozen=True)
 class SweepContext:
     """What every trial of a sweep shares; picklable, no secret."""
@@ -79,6 +83,9 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
     compiled, evaluation, figures = compile_and_evaluate(
         trial.to_train_config(context.eval_threads), dataset, lm, build_adapter(settings.model_format)
     )
+    if evaluation.results and evaluation.n_errors == len(evaluation.results):
+        # Scores of 0 from an LM that never answered are not a result: the trial failed.
+        raise TrialFailed(f"all {evaluation.n_errors} dev questions failed; the first: {evaluation.results[0].error}")
     metrics = {**evaluation.metrics, "n_errors": evaluation.n_errors, **figures}
     with tempfile.TemporaryDirectory(prefix="bibleqa-trial-") as scratch:
         paths = write_artifacts(Path(scratch), compiled, evaluation)
