@@ -65,3 +65,36 @@ def completion_body(text: str, prompt_tokens: int = 10, completion_tokens: int =
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def chat_body(text: str, prompt_tokens: int = 20, completion_tokens: int = 8) -> dict[str, Any]:
+    """A ``/v1/chat/completions`` answer as the fake sends it."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+EVERY_FIELD_ANSWER = "\n\n".join(
+    f"[[ ## {name} ## ]]\n{value}"
+    for name, value in (
+        ("reasoning", "The passage names him."),
+        ("observations", "Short questions about people and places in the Bible."),
+        ("summary", "Bible questions with short answers."),
+        ("program_description", "Retrieves verses, then answers a Bible question."),
+        ("module_description", "Answers a Bible question from passages."),
+        ("proposed_instruction", "Answer the Bible question in a few words and cite the verse."),
+        ("answer", "Noah"),
+        ("references", "Genesis 6:14"),
+        ("completed", ""),
+    )
+)
+"""A FAKE chat answer that fills every output field DSPy's program and MIPROv2's proposers ask for."""
