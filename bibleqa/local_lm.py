@@ -68,7 +68,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def server_command(host: str, port: int, n_ctx: int = DEFAULT_N_CTX) -> list[str]:
-    """The command line that serves the bundled model."""
+    """The command line that serves the bundled model.
+
+    It uses every core: llama-cpp-python's default of half of them made a 266-token prompt take 1.08 s
+    instead of 0.63 s (median of 6) on 2 cores.
+    """
+    threads = str(os.cpu_count() or 1)
     return [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path()),
@@ -76,6 +81,8 @@ def server_command(host: str, port: int, n_ctx: int = DEFAULT_N_CTX) -> list[str
         "--host", host,
         "--port", str(port),
         "--n_ctx", str(n_ctx),
+        "--n_threads", threads,
+        "--n_threads_batch", threads,
         "--verbose", "False",
     ]  # fmt: skip
 
