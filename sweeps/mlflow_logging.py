@@ -24,7 +24,7 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from bibleqa.lm import LMSettings
-from sweeps.trial import ARTIFACTS_KEY, REPORTED_METRICS
+from sweeps.trial import ARTIFACTS_KEY, NODE_KEY, REPORTED_METRICS
 from sweeps.trial_config import TrialConfig
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class TrialRecord:
     artifacts: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     attempts: int = 1
+    node_id: str = ""
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
 
@@ -121,6 +122,9 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         metrics = {name: float(result[name]) for name in REPORTED_METRICS if name in result}
         record.metrics.update(metrics)
         log_batch(record.run_id, metrics=metrics, client=self._client)
+        if result.get(NODE_KEY):
+            record.node_id = result[NODE_KEY]
+            self._client.set_tag(record.run_id, NODE_KEY, record.node_id)
         for name, text in (result.get(ARTIFACTS_KEY) or {}).items():
             self._client.log_text(record.run_id, text, name)
             record.artifacts[name] = text

@@ -41,6 +41,7 @@ from bibleqa.lm import LMSettings, health_check
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import (
     DEFAULT_EXPERIMENT,
+    check_tracking,
     configure_mlflow_http,
     ensure_experiment,
     log_batch,
@@ -77,6 +78,7 @@ class SweepOptions:
     register: str | None = None
     dry_run: bool = False
     eval_threads: int = 1
+    trial_cpus: float = TRIAL_CPUS
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -154,12 +156,13 @@ def run_sweep(
     space = load_space(options.space_file, train_split_size=len(dataset.train), n_ctx=n_ctx)
     settings = health_check(lm_settings)
     uri = resolve_tracking_uri(options.tracking_uri)
-    experiment_id = ensure_experiment(uri, options.experiment)
     slots = options.concurrency or auto_slots(lm_studio)
     seed = options.seed if options.seed is not None else (space.seed or 0)
     notes = search_notes(options)
     if options.dry_run:
+        check_tracking(uri)  # a dry run writes nothing, not even a new experiment
         return estimate(space, dataset, options, settings, slots, notes)
+    experiment_id = ensure_experiment(uri, options.experiment)
 
     sweep_name = f"sweep_{space.name}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
     storage = Path(options.storage).resolve()
@@ -306,7 +309,7 @@ def _run_trials(
         log_file=str(sweep_dir / "sweep.log"),
     )
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": TRIAL_CPUS}),
+        tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": options.trial_cpus}),
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(
                 space, algorithm=options.search, seed=seed, n_startup_trials=options.n_startup_trials

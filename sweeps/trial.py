@@ -40,6 +40,7 @@ REPORTED_METRICS = (
 )
 """What a trial reports and its MLflow child run logs as metrics (nothing of Ray's bookkeeping)."""
 ARTIFACTS_KEY = "artifacts"
+NODE_KEY = "ray_node_id"
 ARTIFACT_NAMES = ("program.json", "sample_predictions.json", "question_scores.csv")
 
 
@@ -90,7 +91,21 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
     with tempfile.TemporaryDirectory(prefix="bibleqa-trial-") as scratch:
         paths = write_artifacts(Path(scratch), compiled, evaluation)
         artifacts = {path.name: path.read_text(encoding="utf-8") for path in paths}
-    return {**{name: float(metrics[name]) for name in REPORTED_METRICS}, ARTIFACTS_KEY: artifacts}
+    return {
+        **{name: float(metrics[name]) for name in REPORTED_METRICS},
+        ARTIFACTS_KEY: artifacts,
+        NODE_KEY: _node_id(),
+    }
+
+
+def _node_id() -> str:
+    """The Ray node this trial ran on ("" outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:
+        return ""
 
 
 def _quiet_worker(log_file: str | None) -> None:

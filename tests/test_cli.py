@@ -73,3 +73,54 @@ def test_help_is_fast_and_names_the_commands(tmp_path):
     result, _ = bibleqa("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "train" in result.stdout and "serve-lm" in result.stdout
+
+
+def sweep(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    return result, time.monotonic() - started
+
+
+def test_sweep_with_lm_studio_down_starts_nothing(tmp_path):
+    space = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    result, seconds = sweep("run", str(space), "--lm-base", base, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"bibleqa-sweep: error: LM Studio is not reachable at {base}" in result.stderr
+    assert seconds < 15
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweeps_results").exists()
+
+
+def test_sweep_with_a_bad_space_lists_its_problems(tmp_path):
+    space = tmp_path / "bad.yaml"
+    space.write_text("optimizers:\n  LabeledFewShot:\n    max_labeled_demos: {int: [3, 1]}\nretrieval_k: -1\n")
+    result, _ = sweep("run", str(space), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"{space}: optimizers.LabeledFewShot.max_labeled_demos: range [3, 1] is empty or inverted; allowed: low < high",
+        f"{space}: retrieval_k: -1 is not allowed; allowed: integers from 0 to 10",
+    ]
+
+
+def test_bad_sweep_flags(tmp_path):
+    result, _ = sweep("run", "search_spaces/smoke.yaml", "--concurrency", "many", cwd=tmp_path)
+    assert result.returncode == 2 and "--concurrency 'many' is not auto or a positive integer" in result.stderr
+
+
+@pytest.mark.lm
+def test_dry_run_estimates_and_starts_nothing(local_lm, tmp_path):
+    space = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
+    result, _ = sweep(
+        "run", str(space), "--dry-run", "--lm-base", local_lm.base_url, "--model-format", "completion",
+        "--output-json", "dry.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "nothing was started" in result.stdout and "LM calls" in result.stdout
+    assert "plain random search" in result.stdout  # 6 trials <= 10 TPE start-up trials
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweeps_results").exists()
+    import json
+
+    estimate = json.loads((tmp_path / "dry.json").read_text())
+    assert estimate["estimated_lm_calls"] > 6 * 64 and estimate["slots"] == 1

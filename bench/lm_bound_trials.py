@@ -1,0 +1,144 @@
+"""The same LM-bound trials run three ways, in one run, against a FAKE LM of fixed latency and slot count.
+
+    .venv/bin/python bench/lm_bound_trials.py                       # 32 trials x 20 calls x 0.2 s, 4 slots
+    .venv/bin/python bench/lm_bound_trials.py --trials 8 --latency 0.1
+
+1. through this sweep (``run_sweep``: Ray Tune, OptunaSearch, the MLflow child-run callback, LM slots);
+2. through a plain sequential loop (one MLflow run per trial);
+3. through plain Optuna: ``study.optimize(n_jobs=slots)`` with optuna-integration's ``MLflowCallback``.
+
+Each trial is the real trial function (``sweeps.trial.trial_result``): LabeledFewShot (no compile calls),
+then one uncached LM call per dev question, ``--calls`` questions.  For each way it prints the wall time over
+the ideal (LM work / slots), the start-up time (until the first LM call) and the share of the time from the
+first call to the last that the LM slots were busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.fixed_latency_lm import FixedLatencyLM
+from bibleqa.lm import LMSettings
+from sweeps.trial import SweepContext, trial_result
+
+SPACE = """
+optimizers:
+  LabeledFewShot:
+    max_labeled_demos: {int: [1, 3]}
+train_size: 4
+retrieval_k: 0
+model_format: completion
+"""
+
+
+def small_data(directory: Path, dev: int) -> Path:
+    import json
+
+    from bibleqa.dataset import bundled_data_path
+
+    wanted = {"train": 8, "dev": dev, "test": 1}
+    kept = []
+    for line in bundled_data_path().read_text(encoding="utf-8").splitlines():
+        split = json.loads(line)["split"]
+        if wanted[split] > 0:
+            wanted[split] -= 1
+            kept.append(line)
+    path = directory / "bench.jsonl"
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return path
+
+
+def through_sweep(args, settings, data, directory) -> float:
+    from sweeps.run import SweepOptions, run_sweep
+
+    space = directory / "bench.yaml"
+    space.write_text(SPACE)
+    options = SweepOptions(
+        str(space), trials=args.trials, concurrency=args.slots, data=str(data),
+        tracking_uri=f"sqlite:///{directory / 'sweep.db'}", storage=str(directory / "results"),
+    )  # fmt: skip
+    started = time.monotonic()
+    run_sweep(options, settings, lm_studio=True, n_ctx=4096)
+    return started
+
+
+def sequential(args, settings, data, directory) -> float:
+    import random
+
+    import mlflow
+
+    from bibleqa.tracking import log_batch
+
+    started = time.monotonic()
+    mlflow.set_tracking_uri(f"sqlite:///{directory / 'sequential.db'}")
+    mlflow.set_experiment("bench_sequential")
+    context = SweepContext(lm_settings=settings, data=str(data), slots_actor=None)
+    rng = random.Random(0)
+    for _ in range(args.trials):
+        config = {"optimizer": "LabeledFewShot", "max_labeled_demos": rng.randint(1, 3), "train_size": 4,
+                  "retrieval_k": 0, "model_format": "completion", "seed": 0}  # fmt: skip
+        with mlflow.start_run() as run:
+            result = trial_result(config, context)
+            log_batch(run.info.run_id, params=config, metrics={k: v for k, v in result.items() if isinstance(v, float)})
+    return started
+
+
+def plain_optuna(args, settings, data, directory) -> float:
+    import optuna
+    from optuna_integration.mlflow import MLflowCallback
+
+    started = time.monotonic()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    context = SweepContext(lm_settings=settings, data=str(data), slots_actor=None)
+    store = f"sqlite:///{directory / 'optuna.db'}"
+    callback = MLflowCallback(tracking_uri=store, metric_name="theological_match_score")
+
+    def objective(trial: optuna.Trial) -> float:
+        config = {"optimizer": "LabeledFewShot", "max_labeled_demos": trial.suggest_int("max_labeled_demos", 1, 3),
+                  "train_size": 4, "retrieval_k": 0, "model_format": "completion", "seed": 0}  # fmt: skip
+        return trial_result(config, context)["theological_match_score"]
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(objective, n_trials=args.trials, n_jobs=args.slots, callbacks=[callback])
+    return started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="LM-bound trials three ways")
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--calls", type=int, default=20, help="LM calls per trial (dev questions)")
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per LM call")
+    parser.add_argument("--slots", type=int, default=4, help="the fake LM's parallel slots")
+    args = parser.parse_args()
+    fake = FixedLatencyLM(args.latency, args.slots).start()
+    settings = LMSettings(lm_base=fake.base_url, lm_model="fixed-latency", model_format="completion", cache=False,
+                          retries=0)  # fmt: skip
+    ideal = args.trials * args.calls * args.latency / args.slots
+    print(f"{args.trials} trials x {args.calls} calls x {args.latency} s on {args.slots} slots: ideal {ideal:.1f} s")
+    print(f"{'way':<16}{'wall s':>9}{'wall/ideal':>12}{'start-up s':>12}{'slots busy':>12}{'LM calls':>10}")
+    with tempfile.TemporaryDirectory(prefix="bibleqa-bench-") as scratch:
+        directory = Path(scratch)
+        data = small_data(directory, args.calls)
+        for name, way in (("this sweep", through_sweep), ("sequential", sequential), ("plain Optuna", plain_optuna)):
+            fake.reset()
+            started = way(args, settings, data, directory)
+            wall = time.monotonic() - started
+            first, _, busy = fake.busy_share()
+            calls = len(fake.busy_intervals)
+            print(f"{name:<16}{wall:>9.1f}{wall / ideal:>12.2f}{first - started:>12.1f}{busy:>12.0%}{calls:>10}",
+                  flush=True)  # fmt: skip
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()
