@@ -28,6 +28,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fixed_latency_lm import FixedLatencyLM
+from bibleqa.dataset import write_subset
 from bibleqa.lm import LMSettings
 from sweeps.trial import SweepContext, trial_result
 
@@ -39,23 +40,6 @@ train_size: 4
 retrieval_k: 0
 model_format: completion
 """
-
-
-def small_data(directory: Path, dev: int) -> Path:
-    import json
-
-    from bibleqa.dataset import bundled_data_path
-
-    wanted = {"train": 8, "dev": dev, "test": 1}
-    kept = []
-    for line in bundled_data_path().read_text(encoding="utf-8").splitlines():
-        split = json.loads(line)["split"]
-        if wanted[split] > 0:
-            wanted[split] -= 1
-            kept.append(line)
-    path = directory / "bench.jsonl"
-    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    return path
 
 
 def through_sweep(args, settings, data, directory) -> float:
@@ -128,7 +112,7 @@ def main() -> None:
     print(f"{'way':<16}{'wall s':>9}{'wall/ideal':>12}{'start-up s':>12}{'slots busy':>12}{'LM calls':>10}")
     with tempfile.TemporaryDirectory(prefix="bibleqa-bench-") as scratch:
         directory = Path(scratch)
-        data = small_data(directory, args.calls)
+        data = write_subset(directory / "bench.jsonl", train=8, dev=args.calls, test=1)
         for name, way in (("this sweep", through_sweep), ("sequential", sequential), ("plain Optuna", plain_optuna)):
             fake.reset()
             started = way(args, settings, data, directory)

@@ -100,6 +100,23 @@ def bundled_data_path() -> Path:
     return Path(str(resources.files("bibleqa.data").joinpath("qa.jsonl")))
 
 
+def write_subset(target: str | Path, *, train: int, dev: int, test: int, source: str | Path | None = None) -> Path:
+    """Write the first ``train``/``dev``/``test`` items of each split of ``source`` (the bundled data by
+    default) to ``target``, keeping their lines as they are: a real, smaller data set for quick runs
+    (``--data``) and tests.  Returns ``target``."""
+    wanted = {"train": train, "dev": dev, "test": test}
+    kept = []
+    for line in Path(source or bundled_data_path()).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            split = json.loads(line)["split"]
+            if wanted.get(split, 0) > 0:
+                wanted[split] -= 1
+                kept.append(line)
+    path = Path(target)
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return path
+
+
 def load_dataset(path: str | Path | None = None) -> Dataset:
     """Read and validate a QA JSONL file (the bundled one unless ``path`` is given).
 

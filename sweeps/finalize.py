@@ -18,8 +18,7 @@ from bibleqa.lm import LMSettings
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import log_batch
 from sweeps.mlflow_logging import TrialRecord
-from sweeps.run import SweepOptions, SweepSummary, best_metrics_of
-from sweeps.space import SearchSpace
+from sweeps.run import SweepPlan, SweepSummary, best_metrics_of
 from sweeps.summary import certainty, rank_trials, summary_markdown, trials_frame, write_plots
 from sweeps.trial_config import TrialConfig
 
@@ -27,26 +26,15 @@ logger = logging.getLogger(__name__)
 
 
 def finalize_sweep(
-    *,
-    client: Any,
-    space: SearchSpace,
-    dataset: Dataset,
-    settings: LMSettings,
-    records: list[TrialRecord],
-    slot_stats: dict[str, float],
-    options: SweepOptions,
-    sweep_name: str,
-    parent_id: str,
-    experiment_id: str,
-    uri: str,
-    sweep_dir: Path,
-    notes: list[str],
+    client: Any, plan: SweepPlan, records: list[TrialRecord], slot_stats: dict[str, float]
 ) -> SweepSummary:
     """Log the summary on the parent run, end it FINISHED, and return the ``SweepSummary``."""
     import mlflow
 
     from bibleqa.tracking import log_program_model
 
+    space, dataset, settings, options = plan.space, plan.dataset, plan.settings, plan.options
+    parent_id, sweep_dir, uri, notes = plan.parent_id, plan.sweep_dir, plan.uri, list(plan.notes)
     ranked = rank_trials(records, space.metric, space.mode)
     n_failed = sum(record.status != "FINISHED" for record in records)
     totals = {
@@ -55,9 +43,9 @@ def finalize_sweep(
     }
     metrics: dict[str, float] = {"n_trials": len(records), "n_failed": n_failed, **totals, **slot_stats}
     summary = SweepSummary(
-        sweep_name=sweep_name,
+        sweep_name=plan.sweep_name,
         parent_run_id=parent_id,
-        experiment_id=experiment_id,
+        experiment_id=plan.experiment_id,
         tracking_uri=uri,
         sweep_dir=str(sweep_dir),
         n_trials=len(records),
@@ -100,7 +88,7 @@ def finalize_sweep(
         frame.to_csv(directory / "trials.csv", index=False)
         (directory / "summary.md").write_text(
             summary_markdown(
-                sweep_name=sweep_name,
+                sweep_name=plan.sweep_name,
                 metric=space.metric,
                 ranked=ranked,
                 records=records,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,7 @@ def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
         )
         program.load(str(Path(state)))
     model_format = config.get("model_format") or settings.model_format
-    settings = health_check(LMSettings(**{**settings.__dict__, "model_format": model_format}))
+    settings = health_check(replace(settings, model_format=model_format))
     with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings.model_format)):
         return program(question=question)
 

@@ -136,6 +136,26 @@ class DryRun:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything settled before Ray starts: what the trials and the summary share."""
+
+    options: SweepOptions
+    space: SearchSpace
+    dataset: Dataset
+    settings: LMSettings
+    lm_studio: bool
+    n_ctx: int | None
+    uri: str
+    experiment_id: str
+    parent_id: str
+    sweep_name: str
+    sweep_dir: Path
+    slots: int
+    seed: int
+    notes: tuple[str, ...]
+
+
 def run_sweep(
     options: SweepOptions,
     lm_settings: LMSettings,
@@ -200,27 +220,15 @@ def run_sweep(
         client=client,
     )
     echo(f"sweep {sweep_name}: {options.trials} trials, {slots} LM slot(s), parent run {parent_id}")
+    plan = SweepPlan(
+        options, space, dataset, settings, lm_studio, n_ctx, uri, experiment_id, parent_id, sweep_name, sweep_dir,
+        slots, seed, tuple(notes),
+    )  # fmt: skip
     try:
-        records, slot_stats = _run_trials(
-            space, options, settings, lm_studio, uri, experiment_id, parent_id, slots, seed, sweep_dir, echo
-        )
         from sweeps.finalize import finalize_sweep
 
-        summary = finalize_sweep(
-            client=client,
-            space=space,
-            dataset=dataset,
-            settings=settings,
-            records=records,
-            slot_stats=slot_stats,
-            options=options,
-            sweep_name=sweep_name,
-            parent_id=parent_id,
-            experiment_id=experiment_id,
-            uri=uri,
-            sweep_dir=sweep_dir,
-            notes=notes,
-        )
+        records, slot_stats = _run_trials(plan, echo)
+        summary = finalize_sweep(client, plan, records, slot_stats)
     except BaseException as error:
         client.set_tag(parent_id, "error", f"{type(error).__name__}: {error}"[:5000])
         client.set_terminated(parent_id, status="KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
@@ -247,19 +255,8 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _run_trials(
-    space: SearchSpace,
-    options: SweepOptions,
-    settings: LMSettings,
-    lm_studio: bool,
-    uri: str,
-    experiment_id: str,
-    parent_id: str,
-    slots: int,
-    seed: int,
-    sweep_dir: Path,
-    echo: Callable[[str], None],
-) -> tuple[list[Any], dict[str, float]]:
+def _run_trials(plan: SweepPlan, echo: Callable[[str], None]) -> tuple[list[Any], dict[str, float]]:
+    """Start Ray (unless it runs), run the trials with Tune, and return their records and the slot figures."""
     import os
 
     import ray
@@ -272,11 +269,11 @@ def _run_trials(
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard copies of results
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    namespace = f"bibleqa-{sweep_dir.name}"
+    namespace = f"bibleqa-{plan.sweep_dir.name}"
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(
-            address=options.address or "local",
+            address=plan.options.address or "local",
             namespace=namespace,
             include_dashboard=False,
             log_to_driver=False,
@@ -289,42 +286,45 @@ def _run_trials(
                 }
             },
         )
-    actor_name = f"lm-slots-{sweep_dir.name}"
-    slots_actor = LMSlots.options(name=actor_name, namespace=namespace).remote(slots)
+    actor_name = f"lm-slots-{plan.sweep_dir.name}"
+    slots_actor = LMSlots.options(name=actor_name, namespace=namespace).remote(plan.slots)
     callback = SweepMLflowCallback(
-        tracking_uri=uri,
-        experiment_id=experiment_id,
-        parent_run_id=parent_id,
-        lm_settings=settings,
-        lm_studio=lm_studio,
-        total_trials=options.trials,
+        tracking_uri=plan.uri,
+        experiment_id=plan.experiment_id,
+        parent_run_id=plan.parent_id,
+        lm_settings=plan.settings,
+        lm_studio=plan.lm_studio,
+        total_trials=plan.options.trials,
         echo=echo,
     )
     context = SweepContext(
-        lm_settings=settings,
-        data=str(Path(options.data).resolve()) if options.data else None,
+        lm_settings=plan.settings,
+        data=str(Path(plan.options.data).resolve()) if plan.options.data else None,
         slots_actor=actor_name,
         slots_namespace=namespace,
-        eval_threads=options.eval_threads,
-        log_file=str(sweep_dir / "sweep.log"),
+        eval_threads=plan.options.eval_threads,
+        log_file=str(plan.sweep_dir / "sweep.log"),
     )
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": options.trial_cpus}),
+        tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": plan.options.trial_cpus}),
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(
-                space, algorithm=options.search, seed=seed, n_startup_trials=options.n_startup_trials
+                plan.space,
+                algorithm=plan.options.search,
+                seed=plan.seed,
+                n_startup_trials=plan.options.n_startup_trials,
             ),
-            num_samples=options.trials,
-            max_concurrent_trials=slots + 1,
-            time_budget_s=options.time_budget,
+            num_samples=plan.options.trials,
+            max_concurrent_trials=plan.slots + 1,
+            time_budget_s=plan.options.time_budget,
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=sweep_dir.name,
-            storage_path=str(sweep_dir / "ray"),
+            name=plan.sweep_dir.name,
+            storage_path=str(plan.sweep_dir / "ray"),
             callbacks=[callback],
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
         ),
     )
     try:

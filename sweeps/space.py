@@ -41,25 +41,6 @@ from bibleqa.errors import UserError
 from bibleqa.metrics import METRICS
 from bibleqa.optimizers import MIPRO_AUTO, OPTIMIZER_PARAMS, canonical_optimizer
 
-TOP_LEVEL_KEYS = (
-    "objective",
-    "seed",
-    "optimizers",
-    "train_size",
-    "retrieval_k",
-    "chain_of_thought",
-    "model_format",
-    "bootstrap_metric",
-    "bootstrap_threshold",
-)
-PROGRAM_KNOBS = (
-    "train_size",
-    "retrieval_k",
-    "chain_of_thought",
-    "model_format",
-    "bootstrap_metric",
-    "bootstrap_threshold",
-)
 KNOB_DEFAULTS: dict[str, Any] = {
     "train_size": 16,
     "retrieval_k": 3,
@@ -68,6 +49,9 @@ KNOB_DEFAULTS: dict[str, Any] = {
     "bootstrap_metric": "composite_score",
     "bootstrap_threshold": 0.5,
 }
+"""The program knobs a space may search or fix, and their values when it says nothing."""
+PROGRAM_KNOBS = tuple(KNOB_DEFAULTS)
+TOP_LEVEL_KEYS = ("objective", "seed", "optimizers", *PROGRAM_KNOBS)
 OBJECTIVE_MODES = ("max", "min")
 
 # What each parameter may be: its type, and its smallest and largest sensible value.

@@ -20,8 +20,9 @@ from typing import Any
 from bibleqa.errors import UserError
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, optimizer_params
 from bibleqa.train import TrainConfig
+from sweeps.space import PROGRAM_KNOBS
 
-KNOBS = ("train_size", "retrieval_k", "chain_of_thought", "model_format", "bootstrap_metric", "bootstrap_threshold")
+KNOBS = PROGRAM_KNOBS
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bibleqa.dataset import bundled_data_path
+from bibleqa.dataset import write_subset
 
 SEED_COMPARISON = """
 from mlflow.tracking import MlflowClient
@@ -37,13 +36,4 @@ for run in runs:
 
 def small_data(directory: Path, train: int = 6, dev: int = 6, test: int = 2) -> Path:
     """A real subset of the bundled data, so an LM-bound test takes seconds, not minutes."""
-    wanted = {"train": train, "dev": dev, "test": test}
-    kept = []
-    for line in bundled_data_path().read_text(encoding="utf-8").splitlines():
-        split = json.loads(line)["split"]
-        if wanted[split] > 0:
-            wanted[split] -= 1
-            kept.append(line)
-    path = directory / "small.jsonl"
-    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    return path
+    return write_subset(directory / "small.jsonl", train=train, dev=dev, test=test)
