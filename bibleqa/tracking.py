@@ -155,6 +155,8 @@ def log_program_model(program: Any, name: str = "model") -> Any:
 
     if dspy.settings.lm is not None:
         raise RuntimeError("refusing to log a model while an LM is configured: its settings would be pickled")
+    # MLflow warns on every pickled DSPy model; the program is also logged as DSPy JSON state beside it.
+    logging.getLogger("mlflow.dspy.save").setLevel(logging.ERROR)
     return mlflow.dspy.log_model(program, name=name, pip_requirements=model_pip_requirements())
 
 

@@ -327,10 +327,19 @@ def _run_trials(plan: SweepPlan, echo: Callable[[str], None]) -> tuple[list[Any]
             failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
         ),
     )
+    # Ray's own logs (a trial's traceback, among them) go to the sweep log, not the console: the person
+    # already sees one line per finished trial, and the error is on the trial's MLflow run.
+    ray_logger = logging.getLogger("ray")
+    console_handlers, ray_logger.handlers = (
+        ray_logger.handlers,
+        [_log_to_file(plan.sweep_dir / "sweep.log", attach=False)],
+    )
     try:
         tuner.fit()
         slot_stats = ray.get(slots_actor.stats.remote())
     finally:
+        ray_logger.handlers[0].close()
+        ray_logger.handlers = console_handlers
         _close_open_runs(callback)
         ray.kill(slots_actor)
         if started_ray:
@@ -437,11 +446,13 @@ def _write_resume_files(
     )
 
 
-def _log_to_file(path: Path) -> logging.Handler:
+def _log_to_file(path: Path, attach: bool = True) -> logging.Handler:
+    """A handler that appends to the sweep log; attached to the root logger unless ``attach`` is false."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    logging.getLogger().addHandler(handler)
+    if attach:
+        logging.getLogger().addHandler(handler)
     return handler
 
 
