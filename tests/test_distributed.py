@@ -5,8 +5,11 @@ travels in the trial's result); the LM calls in flight never exceed the slots.""
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -23,11 +26,17 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path):
+def two_node_cluster(monkeypatch):
     port = free_port()
+    # Ray 2.59+ wants token authentication between the nodes of a cluster: one token for the head, the
+    # worker and this driver.
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    # Ray's socket paths live in its temp dir and must stay short (a unix socket path holds 107 bytes).
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     head = [RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-            f"--temp-dir={tmp_path / 'ray'}"]  # fmt: skip
+            f"--temp-dir={temp_dir}"]  # fmt: skip
     worker = [RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"]
     try:
         subprocess.run(head, check=True, capture_output=True, env=env, timeout=120)
@@ -35,6 +44,7 @@ def two_node_cluster(tmp_path):
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_trials_spread_over_two_nodes_and_log_everything(two_node_cluster, local_lm, tmp_path):
