@@ -8,9 +8,12 @@
 3. through plain Optuna: ``study.optimize(n_jobs=slots)`` with optuna-integration's ``MLflowCallback``.
 
 Each trial is the real trial function (``sweeps.trial.trial_result``): LabeledFewShot (no compile calls),
-then one uncached LM call per dev question, ``--calls`` questions.  For each way it prints the wall time over
-the ideal (LM work / slots), the start-up time (until the first LM call) and the share of the time from the
-first call to the last that the LM slots were busy.
+then one uncached LM call per dev question, ``--calls`` questions.  For each way it prints:
+
+- wall time, split into start-up (until the first LM call), the LM phase (first call to last) and wrap-up
+  (after the last call: for the sweep, the parent summary, test scoring, plots and the model);
+- wall time / ideal and LM phase / ideal, where ideal = trials x calls x latency / slots;
+- the share of the LM phase that the slots were busy.
 """
 
 from __future__ import annotations
@@ -103,24 +106,29 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20, help="LM calls per trial (dev questions)")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per LM call")
     parser.add_argument("--slots", type=int, default=4, help="the fake LM's parallel slots")
+    parser.add_argument("--ways", default="sweep,sequential,optuna", help="which ways to run, comma-separated")
     args = parser.parse_args()
     fake = FixedLatencyLM(args.latency, args.slots).start()
     settings = LMSettings(lm_base=fake.base_url, lm_model="fixed-latency", model_format="completion", cache=False,
                           retries=0)  # fmt: skip
     ideal = args.trials * args.calls * args.latency / args.slots
     print(f"{args.trials} trials x {args.calls} calls x {args.latency} s on {args.slots} slots: ideal {ideal:.1f} s")
-    print(f"{'way':<16}{'wall s':>9}{'wall/ideal':>12}{'start-up s':>12}{'slots busy':>12}{'LM calls':>10}")
+    print(f"{'way':<14}{'wall s':>8}{'start-up s':>12}{'wrap-up s':>11}{'wall/ideal':>12}{'LM phase/ideal':>16}"
+          f"{'slots busy':>12}{'LM calls':>10}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bibleqa-bench-") as scratch:
         directory = Path(scratch)
         data = write_subset(directory / "bench.jsonl", train=8, dev=args.calls, test=1)
-        for name, way in (("this sweep", through_sweep), ("sequential", sequential), ("plain Optuna", plain_optuna)):
+        ways = {"sweep": ("this sweep", through_sweep), "sequential": ("sequential", sequential),
+                "optuna": ("plain Optuna", plain_optuna)}  # fmt: skip
+        for name, way in (ways[key] for key in args.ways.split(",")):
             fake.reset()
             started = way(args, settings, data, directory)
             wall = time.monotonic() - started
-            first, _, busy = fake.busy_share()
+            ended = started + wall
+            first, last, busy = fake.busy_share()
             calls = len(fake.busy_intervals)
-            print(f"{name:<16}{wall:>9.1f}{wall / ideal:>12.2f}{first - started:>12.1f}{busy:>12.0%}{calls:>10}",
-                  flush=True)  # fmt: skip
+            print(f"{name:<14}{wall:>8.1f}{first - started:>12.1f}{ended - last:>11.1f}{wall / ideal:>12.2f}"
+                  f"{(last - first) / ideal:>16.2f}{busy:>12.0%}{calls:>10}", flush=True)  # fmt: skip
     fake.stop()
 
 

@@ -31,6 +31,13 @@ LM_STUDIO_SLOTS = 4
 """Recent LM Studio releases serve 4 requests in parallel; older ones 1 (pass --concurrency 1)."""
 
 
+def affinity_for(slots: int) -> float:
+    """Slot affinity pays off on a one-slot server, which caches only the prompt it saw last.  A server
+    with several slots picks a slot by prompt similarity itself, and there a kept slot would only idle
+    between a trial's calls while others wait."""
+    return AFFINITY_S if slots == 1 else 0.0
+
+
 def auto_slots(lm_studio: bool) -> int:
     """The parallel slots to assume for ``--concurrency auto``."""
     return LM_STUDIO_SLOTS if lm_studio else BUNDLED_LM_SLOTS
@@ -95,6 +102,12 @@ class LMSlots:
         else:
             self._hand_over()
 
+    async def forget(self, holder: str) -> None:
+        """The holder is done (its trial ended): the slots kept for it go to the waiters now."""
+        for timer in self._reserved.pop(holder, []):
+            timer.cancel()
+            self._hand_over()
+
     def _expire(self, holder: str) -> None:
         """The holder did not come back in time: the kept slot goes to the next waiter."""
         kept = self._reserved.get(holder)
@@ -146,6 +159,10 @@ class SlotCallback(BaseCallback):
 
     def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
         ray.get(self._slots().release.remote(call_id, self.holder))  # in order before our next acquire
+
+    def done(self) -> None:
+        """This holder makes no more calls: release any slot kept for it."""
+        ray.get(self._slots().forget.remote(self.holder))
 
     def __getstate__(self) -> dict[str, Any]:
         return {"actor_name": self.actor_name, "namespace": self.namespace, "holder": self.holder}

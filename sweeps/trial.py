@@ -76,14 +76,19 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
     from sweeps.trial_config import TrialConfig
 
     _quiet_worker(context.log_file)
+    logger.info("trial starts: %s", config)
     trial = TrialConfig.from_ray(config)
     settings = replace(context.lm_settings, model_format=trial.model_format or context.lm_settings.model_format)
     dataset = load_dataset(context.data)
     callbacks = [SlotCallback(context.slots_actor, context.slots_namespace)] if context.slots_actor else []
     lm = build_lm(settings, callbacks=callbacks)
-    compiled, evaluation, figures = compile_and_evaluate(
-        trial.to_train_config(context.eval_threads), dataset, lm, build_adapter(settings.model_format)
-    )
+    try:
+        compiled, evaluation, figures = compile_and_evaluate(
+            trial.to_train_config(context.eval_threads), dataset, lm, build_adapter(settings.model_format)
+        )
+    finally:
+        for callback in callbacks:
+            callback.done()
     if evaluation.results and evaluation.n_errors == len(evaluation.results):
         # Scores of 0 from an LM that never answered are not a result: the trial failed.
         raise TrialFailed(f"all {evaluation.n_errors} dev questions failed; the first: {evaluation.results[0].error}")
