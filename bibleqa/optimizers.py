@@ -107,22 +107,13 @@ def compile_program(
         if params["max_labeled_demos"] == 0:
             return program.deepcopy()
         return teleprompt.LabeledFewShot(k=params["max_labeled_demos"]).compile(program, trainset=trainset, sample=True)
+    # The parameter names in OPTIMIZER_PARAMS are DSPy's own keyword arguments.
     if optimizer == "BootstrapFewShot":
-        return teleprompt.BootstrapFewShot(
-            metric=metric,
-            max_bootstrapped_demos=params["max_bootstrapped_demos"],
-            max_labeled_demos=params["max_labeled_demos"],
-            max_rounds=params["max_rounds"],
-        ).compile(program, trainset=trainset)
+        return teleprompt.BootstrapFewShot(metric=metric, **params).compile(program, trainset=trainset)
     if optimizer == "BootstrapFewShotWithRandomSearch":
-        return teleprompt.BootstrapFewShotWithRandomSearch(
-            metric=metric,
-            max_bootstrapped_demos=params["max_bootstrapped_demos"],
-            max_labeled_demos=params["max_labeled_demos"],
-            max_rounds=params["max_rounds"],
-            num_candidate_programs=params["num_candidate_programs"],
-            num_threads=num_threads,
-        ).compile(program, trainset=trainset, valset=valset or None)
+        return teleprompt.BootstrapFewShotWithRandomSearch(metric=metric, num_threads=num_threads, **params).compile(
+            program, trainset=trainset, valset=valset or None
+        )
     if optimizer == "MIPROv2":
         auto = params["auto"] if params["num_candidates"] is None else None
         optimizer_object = teleprompt.MIPROv2(

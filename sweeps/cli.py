@@ -53,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         max_failures=args.max_failures,
         time_budget=args.time_budget,
         address=args.address,
+        trial_cpus=args.trial_cpus,
         data=args.data,
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial")
     run.add_argument("--time-budget", type=float, default=None, help="stop starting trials after S seconds")
     run.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
+    run.add_argument("--trial-cpus", type=float, default=0.25, help="CPUs each trial asks Ray for (default 0.25)")
     run.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
     _add_tracking_flags(run)
     run.add_argument("--seed", type=int, default=None, help="overrides the space file's seed")

@@ -92,6 +92,8 @@ class SweepOptions:
             raise UserError(f"--search {self.search!r} is not one of tpe, random")
         if self.n_startup_trials < 0 or self.max_failures < 0:
             raise UserError("--n-startup-trials and --max-failures must be >= 0")
+        if self.trial_cpus <= 0:
+            raise UserError(f"--trial-cpus must be a positive number, but got {self.trial_cpus}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise UserError(f"--time-budget must be a positive number of seconds, but got {self.time_budget}")
 
