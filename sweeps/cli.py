@@ -99,15 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"winner's model: {result.model_uri}")
     print(f"MLflow: {tracking_link(result.tracking_uri, result.experiment_id, result.parent_run_id)}")
     print(f"sweep folder (full log in sweep.log): {result.sweep_dir}")
-    _write_json(args.output_json, {
-        "parent_run_id": result.parent_run_id,
-        "best_run_id": result.best_run_id,
-        "best_config": result.best_config,
-        "best_metrics": result.best_metrics,
-        "n_trials": result.n_trials,
-        "n_failed": result.n_failed,
-        **result.as_json(),
-    })  # fmt: skip
+    _write_json(args.output_json, result.as_json())  # parent_run_id, best_run_id, best_config, ...
     return 0
 
 
