@@ -165,15 +165,17 @@ def log_batch(
     *,
     params: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
     client: Any = None,
 ) -> None:
-    """Log params and metrics to run ``run_id`` in one ``log_batch`` call per 100 params / 1000 metrics.
+    """Log params, metrics and tags to run ``run_id``: one ``log_batch`` call per 100 params, one per 1000
+    metrics (the tags ride with the first).
 
     Unlike ``mlflow.log_metrics``, this never attaches the metrics to MLflow's "active model" (which
     ``mlflow.*.load_model`` sets as a side effect), so they always land on the run alone.
     """
     import mlflow
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param, RunTag
 
     client = client or mlflow.MlflowClient()
     timestamp = int(time.time() * 1000)
@@ -181,5 +183,6 @@ def log_batch(
     metric_list = [Metric(key, float(value), timestamp, 0) for key, value in (metrics or {}).items()]
     for start in range(0, len(param_list), 100):
         client.log_batch(run_id, params=param_list[start : start + 100])
-    for start in range(0, len(metric_list), 1000):
-        client.log_batch(run_id, metrics=metric_list[start : start + 1000])
+    tag_list = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
+    for start in range(0, max(len(metric_list), 1 if tag_list else 0), 1000):
+        client.log_batch(run_id, metrics=metric_list[start : start + 1000], tags=tag_list if start == 0 else [])

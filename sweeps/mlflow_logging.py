@@ -5,7 +5,8 @@ Each trial is one child run of the sweep's parent run (tags ``mlflow.parentRunId
 retries, with ``attempt`` and ``last_error`` tags.  Params are the trial config plus the LM params
 (``model``, ``lm_studio_model``, ``lm_studio_api_url``, ``model_format``), so the seed's comparison code works
 on trial runs as written.  Metrics are what the trial reported, without Ray's bookkeeping.  Everything is
-logged with ``log_batch``: about 7 REST calls per trial.  A failed trial ends FAILED with its error.
+logged with ``log_batch``: 7 REST calls per trial (create, params, metrics and tags, three
+artifacts, end).  A failed trial ends FAILED with its error.
 
 It also prints one line per finished trial (the CLI passes ``print``) and keeps each trial's final
 result (metrics, config and carried artifacts) for the parent summary.
@@ -121,10 +122,9 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         record = self.records[trial.trial_id]
         metrics = {name: float(result[name]) for name in REPORTED_METRICS if name in result}
         record.metrics.update(metrics)
-        log_batch(record.run_id, metrics=metrics, client=self._client)
-        if result.get(NODE_KEY):
-            record.node_id = result[NODE_KEY]
-            self._client.set_tag(record.run_id, NODE_KEY, record.node_id)
+        record.node_id = result.get(NODE_KEY) or record.node_id
+        tags = {NODE_KEY: record.node_id} if record.node_id else {}
+        log_batch(record.run_id, metrics=metrics, tags=tags, client=self._client)
         for name, text in (result.get(ARTIFACTS_KEY) or {}).items():
             self._client.log_text(record.run_id, text, name)
             record.artifacts[name] = text
