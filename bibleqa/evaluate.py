@@ -33,7 +33,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LMUsage:
-    """LM calls that reached the server (cache hits excluded) and their tokens."""
+    """The LM calls a program made and their tokens.
+
+    Every call counts, whether the server or DSPy's response cache answered it: ``lm_calls`` is a property
+    of the configuration (and the last tie-break between equally good trials), not of what happened to be
+    cached.  ``LMSlots`` (sweeps) and the server see only the calls that went out.
+    """
 
     lm_calls: int = 0
     prompt_tokens: int = 0
@@ -41,11 +46,10 @@ class LMUsage:
 
     @classmethod
     def from_history(cls, entries: list[dict[str, Any]]) -> LMUsage:
-        live = [entry for entry in entries if not getattr(entry.get("response"), "cache_hit", False)]
         return cls(
-            lm_calls=len(live),
-            prompt_tokens=sum(int((entry.get("usage") or {}).get("prompt_tokens") or 0) for entry in live),
-            completion_tokens=sum(int((entry.get("usage") or {}).get("completion_tokens") or 0) for entry in live),
+            lm_calls=len(entries),
+            prompt_tokens=sum(int((entry.get("usage") or {}).get("prompt_tokens") or 0) for entry in entries),
+            completion_tokens=sum(int((entry.get("usage") or {}).get("completion_tokens") or 0) for entry in entries),
         )
 
     def __add__(self, other: LMUsage) -> LMUsage:
