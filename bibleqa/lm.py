@@ -22,8 +22,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -142,6 +144,17 @@ def build_lm(settings: LMSettings, callbacks: list[Any] | None = None) -> Any:
         timeout=settings.timeout,
         **common,
     )
+
+
+@contextlib.contextmanager
+def lm_context(settings: LMSettings, callbacks: list[Any] | None = None) -> Iterator[Any]:
+    """``with lm_context(settings) as lm:`` runs DSPy calls in this block on the LM and adapter of ``settings``
+    (with ``dspy.context``, so other threads and the global settings are untouched)."""
+    import dspy
+
+    lm = build_lm(settings, callbacks)
+    with dspy.context(lm=lm, adapter=build_adapter(settings.model_format)):
+        yield lm
 
 
 def build_adapter(model_format: ModelFormat) -> Any:

@@ -133,13 +133,12 @@ def rebuild_program(record: TrialRecord, trial: TrialConfig) -> Any:
 
 def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, dataset: Dataset) -> dict[str, float]:
     """The winner's metrics on the test split, as ``test_<metric>``: the only use of test."""
-    import dspy
 
     from bibleqa.evaluate import evaluate
-    from bibleqa.lm import build_adapter, build_lm
+    from bibleqa.lm import lm_context
 
     model_settings = replace(settings, model_format=trial.model_format or settings.model_format)
-    with dspy.context(lm=build_lm(model_settings), adapter=build_adapter(model_settings.model_format)):
+    with lm_context(model_settings):
         evaluation = evaluate(program, dataset.examples("test"))
     scores = {f"test_{name}": evaluation.metrics[name] for name in (*TRACKED_METRICS, "cross_reference_precision")}
     return {**scores, "test_n_errors": float(evaluation.n_errors)}

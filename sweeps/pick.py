@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,27 +112,20 @@ def pick_run(
 
 
 def rank_runs(runs: list[Any], metric: str, mode: str) -> list[Any]:
-    """Runs best first: ``metric`` (by ``mode``), then accuracy, then fewer lm_calls, then trial id."""
-    sign = -1.0 if mode == "max" else 1.0
+    """MLflow trial runs, best first, by the sweep's winner rule (``sweeps.summary.winner_key``)."""
+    from sweeps.summary import winner_key
 
     def key(run: Any) -> tuple[float, float, float, str]:
-        metrics = run.data.metrics
-        return (
-            sign * metrics[metric],
-            -metrics.get("accuracy", 0.0),
-            metrics.get("lm_calls", math.inf),
-            run.data.tags.get("trial_id", run.info.run_id),
-        )
+        return winner_key(run.data.metrics, run.data.tags.get("trial_id", run.info.run_id), metric, mode)
 
     return sorted(runs, key=key)
 
 
 def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
     """Answer ``question`` with the chosen run's program, rebuilt from its JSON state."""
-    import dspy
     import mlflow
 
-    from bibleqa.lm import build_adapter, build_lm, health_check
+    from bibleqa.lm import health_check, lm_context
     from bibleqa.program import build_program
 
     config = choice.config
@@ -145,7 +137,7 @@ def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
         program.load(str(Path(state)))
     model_format = config.get("model_format") or settings.model_format
     settings = health_check(replace(settings, model_format=model_format))
-    with dspy.context(lm=build_lm(settings), adapter=build_adapter(settings.model_format)):
+    with lm_context(settings):
         return program(question=question)
 
 

@@ -37,20 +37,17 @@ logger = logging.getLogger(__name__)
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def winner_key(metrics: dict[str, float], trial_id: str, metric: str, mode: str) -> tuple[float, float, float, str]:
+    """The sort key of the winner rule (smallest first): ``metric`` by ``mode``, then higher accuracy, then
+    fewer LM calls, then trial id.  The one definition of the rule, for the summary and for ``pick``."""
+    sign = -1.0 if mode == "max" else 1.0
+    return (sign * metrics[metric], -metrics.get("accuracy", 0.0), metrics.get("lm_calls", math.inf), trial_id)
+
+
 def rank_trials(records: list[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:
     """Finished trials, best first, by the winner rule."""
-    sign = -1.0 if mode == "max" else 1.0
-
-    def key(record: TrialRecord) -> tuple[float, float, float, str]:
-        metrics = record.metrics
-        return (
-            sign * metrics.get(metric, -math.inf * sign),
-            -metrics.get("accuracy", 0.0),
-            metrics.get("lm_calls", math.inf),
-            record.trial_id,
-        )
-
-    return sorted((record for record in records if record.status == "FINISHED" and metric in record.metrics), key=key)
+    finished = [record for record in records if record.status == "FINISHED" and metric in record.metrics]
+    return sorted(finished, key=lambda record: winner_key(record.metrics, record.trial_id, metric, mode))
 
 
 def question_scores(record: TrialRecord, metric: str) -> dict[str, float]:
