@@ -215,16 +215,22 @@ def _gold_cross_reference_verses(references: Sequence[str]) -> frozenset[int]:
     return frozenset(verse for reference in references for verse in verse_ids(reference, strict=False))
 
 
-def _returned_verses(pred: Any) -> tuple[set[int], set[int]]:
+def _returned_verses(pred: Any) -> tuple[frozenset[int], frozenset[int]]:
     """(verses of the specific returned references, verses of all returned references)."""
+    return _verses_of(tuple(predicted_references(pred)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _verses_of(references: tuple[str, ...]) -> tuple[frozenset[int], frozenset[int]]:
+    # Cached: recall and precision parse the same returned references for every question.
     from pythonbible import convert_reference_to_verse_ids
 
     specific: set[int] = set()
     every: set[int] = set()
-    for text in predicted_references(pred):
+    for text in references:
         for reference in parse_references(text, strict=False):
             verses = set(convert_reference_to_verse_ids(reference))
             every |= verses
             if len(verses) <= MAX_REFERENCE_VERSES:
                 specific |= verses
-    return specific, every
+    return frozenset(specific), frozenset(every)
