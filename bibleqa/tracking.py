@@ -171,8 +171,9 @@ def log_batch(
     """Log params, metrics and tags to run ``run_id``: one ``log_batch`` call per 100 params, one per 1000
     metrics (the tags ride with the first).
 
-    Unlike ``mlflow.log_metrics``, this never attaches the metrics to MLflow's "active model" (which
-    ``mlflow.*.load_model`` sets as a side effect), so they always land on the run alone.
+    Beware (MLflow 3.17): like ``mlflow.log_metrics``, MLflow also attaches the metrics to the process's
+    "active model", which ``mlflow.*.load_model`` sets as a side effect; a process that loaded a model
+    from another store must call ``mlflow.clear_active_model()`` before logging here.
     """
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
