@@ -70,13 +70,15 @@ class LMSettings:
         if self.max_tokens < 1:
             raise UserError(f"max_tokens must be at least 1, but got {self.max_tokens=}")
 
-    def as_params(self) -> dict[str, Any]:
-        """The seed's MLflow param names for this LM (no key)."""
+    def as_params(self, *, lm_studio: bool) -> dict[str, Any]:
+        """The seed's MLflow param names for this LM (no key); ``lm_studio`` says whether it is LM Studio
+        (``--lm lmstudio``) rather than the bundled server."""
         return {
             "model": self.lm_model,
             "lm_studio_model": self.lm_model,
             "lm_studio_api_url": self.lm_base,
             "model_format": self.model_format,
+            "lm_studio": str(lm_studio).lower(),
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "cache": self.cache,

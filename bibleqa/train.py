@@ -104,10 +104,9 @@ def run_name(prefix: str = "bible_qa_model", now: datetime | None = None) -> str
 def run_params(
     config: TrainConfig, settings: LMSettings, dataset: Dataset, *, lm_studio: bool, n_ctx: int | None
 ) -> dict[str, Any]:
-    """Every param a training run (and a sweep trial) logs, under the seed's names."""
+    """Every param a training run logs, under the seed's names."""
     return {
-        **settings.as_params(),
-        "lm_studio": str(lm_studio).lower(),
+        **settings.as_params(lm_studio=lm_studio),
         "optimizer": config.optimizer,
         "max_bootstrapped_demos": config.max_bootstrapped_demos,
         "max_labeled_demos": config.max_labeled_demos,

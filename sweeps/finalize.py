@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ def finalize_sweep(
     )
     sure = None
     program = None
+    tags: dict[str, str] = {}
     if ranked:
         winner = ranked[0]
         runner_up = ranked[1] if len(ranked) > 1 else None
@@ -77,34 +77,33 @@ def finalize_sweep(
             metrics["best_ci_low"], metrics["best_ci_high"] = sure.winner_ci
             if sure.difference_ci:
                 metrics["runner_up_difference_low"], metrics["runner_up_difference_high"] = sure.difference_ci
-        client.set_tag(parent_id, "best_run_id", winner.run_id)
-        client.set_tag(parent_id, "best_trial_id", winner.trial_id)
-        client.set_tag(parent_id, "pick_is_clear", str(bool(sure and sure.clear)).lower())
-    log_batch(parent_id, metrics=metrics, client=client)
+        tags = {
+            "best_run_id": winner.run_id,
+            "best_trial_id": winner.trial_id,
+            "pick_is_clear": str(bool(sure and sure.clear)).lower(),
+        }
+    log_batch(parent_id, metrics=metrics, tags=tags, client=client)
 
-    with tempfile.TemporaryDirectory(prefix="bibleqa-sweep-") as scratch:
-        directory = Path(scratch)
-        frame = trials_frame(records)
-        frame.to_csv(directory / "trials.csv", index=False)
-        (directory / "summary.md").write_text(
-            summary_markdown(
-                sweep_name=plan.sweep_name,
-                metric=space.metric,
-                ranked=ranked,
-                records=records,
-                sure=sure,
-                test_metrics=summary.test_metrics,
-                notes=notes,
-            ),
-            encoding="utf-8",
-        )
-        files = [directory / "trials.csv", directory / "summary.md", *write_plots(records, space, directory)]
-        if ranked:
-            (directory / "program.json").write_text(ranked[0].artifacts["program.json"], encoding="utf-8")
-            files.append(directory / "program.json")
-        for path in files:
-            client.log_artifact(parent_id, str(path))
-            shutil_copy(path, sweep_dir)
+    # The parent's artifacts are written once, into the sweep folder, and logged from there.
+    trials_frame(records).to_csv(sweep_dir / "trials.csv", index=False)
+    (sweep_dir / "summary.md").write_text(
+        summary_markdown(
+            sweep_name=plan.sweep_name,
+            metric=space.metric,
+            ranked=ranked,
+            records=records,
+            sure=sure,
+            test_metrics=summary.test_metrics,
+            notes=notes,
+        ),
+        encoding="utf-8",
+    )
+    files = [sweep_dir / "trials.csv", sweep_dir / "summary.md", *write_plots(records, space, sweep_dir)]
+    if ranked:
+        (sweep_dir / "program.json").write_text(ranked[0].artifacts["program.json"], encoding="utf-8")
+        files.append(sweep_dir / "program.json")
+    for path in files:
+        client.log_artifact(parent_id, str(path))
 
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=parent_id):
@@ -133,19 +132,11 @@ def rebuild_program(record: TrialRecord, trial: TrialConfig) -> Any:
 
 def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, dataset: Dataset) -> dict[str, float]:
     """The winner's metrics on the test split, as ``test_<metric>``: the only use of test."""
-
     from bibleqa.evaluate import evaluate
     from bibleqa.lm import lm_context
 
-    model_settings = replace(settings, model_format=trial.model_format or settings.model_format)
+    model_settings = trial.lm_settings(settings)
     with lm_context(model_settings):
         evaluation = evaluate(program, dataset.examples("test"))
     scores = {f"test_{name}": evaluation.metrics[name] for name in (*TRACKED_METRICS, "cross_reference_precision")}
     return {**scores, "test_n_errors": float(evaluation.n_errors)}
-
-
-def shutil_copy(path: Path, directory: Path) -> None:
-    """Keep a copy of a parent artifact in the sweep folder."""
-    import shutil
-
-    shutil.copyfile(path, directory / path.name)

@@ -80,15 +80,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
 
     def _params(self, config: dict[str, Any]) -> dict[str, Any]:
         trial = TrialConfig.from_ray(config)
-        model_format = trial.model_format or self.lm_settings.model_format
-        return {
-            **trial.as_params(),
-            "model": self.lm_settings.lm_model,
-            "lm_studio_model": self.lm_settings.lm_model,
-            "lm_studio_api_url": self.lm_settings.lm_base,
-            "model_format": model_format,
-            "lm_studio": str(self.lm_studio).lower(),
-        }
+        return {**trial.as_params(), **trial.lm_settings(self.lm_settings).as_params(lm_studio=self.lm_studio)}
 
     def log_trial_start(self, trial: Any) -> None:
         from bibleqa.tracking import log_batch

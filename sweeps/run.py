@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -218,8 +219,7 @@ def run_sweep(
             "n_startup_trials": options.n_startup_trials,
             "max_failures": options.max_failures,
             "objective": f"{space.metric}:{space.mode}",
-            **settings.as_params(),
-            "lm_studio": str(lm_studio).lower(),
+            **settings.as_params(lm_studio=lm_studio),
             **provenance_params(dataset.sha256, n_ctx),
         },
         client=client,
@@ -413,15 +413,12 @@ def _probe_latency(settings: LMSettings) -> float:
     """Seconds for one short, uncached call (a real one), to scale the estimate."""
     import dspy
 
-    from bibleqa.lm import build_adapter, build_lm
+    from bibleqa.lm import lm_context
 
-    lm = build_lm(replace(settings, cache=False, max_tokens=16))
     started = time.perf_counter()
-    try:
-        with dspy.context(lm=lm, adapter=build_adapter(settings.model_format)):
-            dspy.Predict("question -> answer")(question="Who built the ark?")
-    except Exception:  # the probe measures time; a parse failure of a 16-token answer does not matter
-        pass
+    # The probe measures time; a parse failure of a 16-token answer does not matter.
+    with contextlib.suppress(Exception), lm_context(replace(settings, cache=False, max_tokens=16)):
+        dspy.Predict("question -> answer")(question="Who built the ark?")
     elapsed = time.perf_counter() - started
     return elapsed if elapsed > 0 else SECONDS_PER_CALL_FALLBACK
 

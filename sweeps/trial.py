@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
     _quiet_worker(context.log_file)
     logger.info("trial starts: %s", config)
     trial = TrialConfig.from_ray(config)
-    settings = replace(context.lm_settings, model_format=trial.model_format or context.lm_settings.model_format)
+    settings = trial.lm_settings(context.lm_settings)
     dataset = load_dataset(context.data)
     callbacks = [SlotCallback(context.slots_actor, context.slots_namespace)] if context.slots_actor else []
     lm = build_lm(settings, callbacks=callbacks)

@@ -14,10 +14,11 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bibleqa.errors import UserError
+from bibleqa.lm import LMSettings
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, optimizer_params
 from bibleqa.train import TrainConfig
 from sweeps.space import PROGRAM_KNOBS
@@ -68,6 +69,10 @@ class TrialConfig:
             "bootstrap_threshold": self.bootstrap_threshold,
             "seed": self.seed,
         }
+
+    def lm_settings(self, base: LMSettings) -> LMSettings:
+        """The sweep's LM settings with this trial's ``model_format`` (when the space sets one)."""
+        return replace(base, model_format=self.model_format or base.model_format)
 
     def to_train_config(self, eval_threads: int = 1) -> TrainConfig:
         """The ``bibleqa`` training config that compiles and scores this trial."""
