@@ -1,7 +1,7 @@
 """The parent run's summary: the winner and how sure the pick is, ``trials.csv``, ``summary.md`` and plots.
 
 The winner is the finished trial with the best objective (``theological_match_score``, highest); ties
-break by ``accuracy`` (highest), then fewer ``lm_calls``, then trial id.  With about 64 dev questions two
+break by ``accuracy`` (highest), then fewer ``lm_calls``, then trial id.  With about 70 dev questions two
 scores 0.1 apart can be noise, so the summary gives the winner's 95 % bootstrap interval on dev and a
 paired bootstrap against the runner-up over the same questions, and says plainly when the pick is not
 clear.

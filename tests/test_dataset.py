@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from importlib import resources
 
@@ -13,6 +14,7 @@ from bibleqa.errors import DataError
 from bibleqa.lexicon import load_lexicon
 from bibleqa.metrics import accuracy, key_term_accuracy, theological_match_score
 from bibleqa.scripture import format_verse_id, kjv_verses, verse_ids
+from bibleqa.text import tokens
 
 DATA = load_dataset()
 LEXICON = load_lexicon()
@@ -26,6 +28,48 @@ def test_size_and_fixed_splits():
     for split in ("train", "dev", "test"):
         categories = Counter(item.category for item in DATA.by_split[split])
         assert categories["factual"] > 0 and categories["doctrinal"] > 0, split
+
+
+def cited_verses(items) -> set[int]:
+    return {verse for item in items for reference in item.references for verse in verse_ids(reference)}
+
+
+def test_no_verse_cited_by_dev_or_test_is_cited_by_train():
+    # Computed from the data: an evaluation item whose verse a train item also cites could be answered from
+    # that train item, as a demo or through bootstrapping.
+    shared = cited_verses(DATA.train) & (cited_verses(DATA.dev) | cited_verses(DATA.test))
+    assert {format_verse_id(verse) for verse in shared} == set()
+    assert cited_verses(DATA.dev) & cited_verses(DATA.test) == set()
+
+
+BIBLE_REFERENCE = re.compile(r"\b(?:[1-3] )?[A-Z][a-z]+(?: (?:of )?[A-Z][a-z]+)* \d+(?::\d+(?:[-–]\d+)?)?")
+
+
+def test_no_question_gives_away_another_splits_answer():
+    # A question that states another split's answer (a name, a place, a number) about a nearby passage
+    # (same book, within 5 chapters) gives that answer away: "Who thrust three darts through the heart of
+    # Absalom?" answers "Which son of David was caught by his head in an oak?".  A book named in a
+    # reference ("Matthew 6:9") states nothing.
+    chapters = {item.id: {verse // 1000 for verse in cited_verses([item])} for item in DATA.items}
+    leaks = []
+    for asking in DATA.items:
+        text = f" {' '.join(tokens(BIBLE_REFERENCE.sub(' ', asking.question)))} "
+        for answering in DATA.items:
+            if asking.split == answering.split:
+                continue
+            nearby = any(
+                a // 1000 == b // 1000 and abs(a % 1000 - b % 1000) <= 5
+                for a in chapters[asking.id]
+                for b in chapters[answering.id]
+            )
+            stated = [
+                gold
+                for gold in (answering.answer, *answering.aliases)
+                if 0 < len(tokens(gold)) <= 4 and f" {' '.join(tokens(gold))} " in text
+            ]
+            if nearby and stated:
+                leaks.append((asking.id, answering.id, stated[0]))
+    assert leaks == []
 
 
 def test_questions_are_unique():
