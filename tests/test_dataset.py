@@ -6,6 +6,7 @@ import json
 import re
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +16,10 @@ from bibleqa.lexicon import load_lexicon
 from bibleqa.metrics import accuracy, key_term_accuracy, theological_match_score
 from bibleqa.scripture import format_verse_id, kjv_verses, verse_ids
 from bibleqa.text import tokens
+from bibleqa.tsk import cross_references, tsk_links
 
 DATA = load_dataset()
 LEXICON = load_lexicon()
-TSK = json.loads(resources.files("bibleqa.data").joinpath("tsk_subset.json").read_text(encoding="utf-8"))
 
 
 def test_size_and_fixed_splits():
@@ -105,18 +106,36 @@ def test_the_gold_answer_scores_full_marks():
         assert theological_match_score(example, gold) == 1.0, (item.id, LEXICON.concepts_in(item.answer))
 
 
-def test_cross_references_are_2_to_5_curated_tsk_passages():
+def test_cross_references_are_2_to_5_single_verses_from_the_tsk_of_the_items_own_verses():
     for item in DATA.items:
         assert 2 <= len(item.cross_references) <= 5, item.id
-        tsk_of_item = {
-            target
-            for reference in item.references
-            for verse in verse_ids(reference)
-            for target in TSK["verses"].get(format_verse_id(verse), [])
-        }
+        own = {verse for reference in item.references for verse in verse_ids(reference)}
+        candidates = {target for verse in own for target in cross_references(verse)} - own
         for cross_reference in item.cross_references:
-            assert cross_reference in tsk_of_item, (item.id, cross_reference)
-    assert "Treasury of Scripture Knowledge" in TSK["source"]
+            assert len(verse_ids(cross_reference)) == 1, (item.id, cross_reference)
+            assert verse_ids(cross_reference)[0] in candidates, (item.id, cross_reference)
+
+
+def test_dev_and_test_cross_references_are_the_hand_curated_ones():
+    curated = {}
+    for split in ("dev", "test"):
+        path = (
+            Path(__file__).resolve().parent.parent / "bibleqa" / "data" / "curation" / f"cross_references_{split}.jsonl"
+        )
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            curated[record["id"]] = (split, tuple(record["cross_references"]), record["note"])
+    evaluated = [item for item in DATA.items if item.split != "train"]
+    assert {item.id for item in evaluated} == set(curated)
+    for item in evaluated:
+        split, references, note = curated[item.id]
+        assert (item.split, item.cross_references) == (split, references) and note, item.id
+
+
+def test_tsk_ships_whole_and_the_subset_file_is_gone():
+    links = tsk_links()
+    assert len(links) == 31_102 and sum(map(len, links.values())) == 386_550
+    assert not resources.files("bibleqa.data").joinpath("tsk_subset.json").is_file()
 
 
 def test_lexicon_has_80_concepts_with_forms():
