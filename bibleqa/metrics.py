@@ -24,11 +24,13 @@ theological_match_score     F1 between the gold concepts and the concepts the an
 key_term_accuracy           share of the gold key terms whose stemmed words occur, in order and
                             adjacent, in the stemmed answer ("justified" matches "justification"'s
                             stem only if the stems agree; "sinners" matches "sinner").
-cross_reference_recall      verse-level recall of the curated cross references among the references
-                            the program returned.  A returned reference spanning more than
-                            ``MAX_REFERENCE_VERSES`` verses (a chapter, a book) is too vague to count.
-cross_reference_precision   share of all returned verses (vague references included) that are curated
-                            cross-reference verses; 0 when nothing was returned.
+cross_reference_recall      verse-level recall of the gold cross references among the first
+                            ``MAX_COUNTED_VERSES`` (20) verses the program returned, in its order, so
+                            that returning more verses buys nothing past 20.  A returned reference
+                            spanning more than ``MAX_REFERENCE_VERSES`` (5) verses (a chapter, a book)
+                            is skipped: it is too vague to count and takes none of the 20 places.
+cross_reference_precision   share of all returned verses (vague references and verses past the 20th
+                            included) that are gold cross-reference verses; 0 when nothing was returned.
 composite_score             mean of accuracy, theological_match_score and key_term_accuracy: the
                             default ``bootstrap_metric``.
 =========================== ==========================================================================
@@ -60,6 +62,8 @@ Metric = Callable[..., float]
 
 MAX_REFERENCE_VERSES = 5
 """A returned reference wider than this many verses (a chapter, a book) buys no recall."""
+MAX_COUNTED_VERSES = 20
+"""Recall counts only the first this-many specific verses the program returns: spam buys nothing."""
 
 _LIST_SEPARATOR = re.compile(r"[,;/\n]|\bor\b")
 _RIVAL_MAX_WORDS = 2
@@ -119,7 +123,7 @@ def key_term_accuracy(example: Any, pred: Any, trace: Any = None) -> float:
 
 
 def cross_reference_recall(example: Any, pred: Any, trace: Any = None) -> float:
-    """Share of the curated cross-reference verses among the returned, specific references."""
+    """Share of the gold cross-reference verses among the first 20 returned specific verses."""
     gold = _gold_cross_reference_verses(tuple(example.cross_references or ()))
     if not gold:
         return 0.0
@@ -222,15 +226,19 @@ def _returned_verses(pred: Any) -> tuple[frozenset[int], frozenset[int]]:
 
 @functools.lru_cache(maxsize=4096)
 def _verses_of(references: tuple[str, ...]) -> tuple[frozenset[int], frozenset[int]]:
+    """(the first ``MAX_COUNTED_VERSES`` verses of the specific references, every returned verse)."""
     # Cached: recall and precision parse the same returned references for every question.
     from pythonbible import convert_reference_to_verse_ids
 
-    specific: set[int] = set()
+    counted: dict[int, None] = {}
     every: set[int] = set()
     for text in references:
         for reference in parse_references(text, strict=False):
-            verses = set(convert_reference_to_verse_ids(reference))
-            every |= verses
-            if len(verses) <= MAX_REFERENCE_VERSES:
-                specific |= verses
-    return frozenset(specific), frozenset(every)
+            verses = convert_reference_to_verse_ids(reference)
+            every.update(verses)
+            if len(verses) > MAX_REFERENCE_VERSES:
+                continue
+            for verse in verses:
+                if len(counted) < MAX_COUNTED_VERSES:
+                    counted[verse] = None
+    return frozenset(counted), frozenset(every)

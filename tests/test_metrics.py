@@ -111,6 +111,15 @@ def test_cross_reference_recall_is_verse_level():
     assert cross_reference_recall(NOAH, pred("Noah", ["John 3:99", "not a reference"])) == 0.0
 
 
+def test_only_the_first_20_returned_verses_count():
+    # Written from the verses: 20 single verses of Genesis 1 first, then both gold verses.
+    spam = [f"Genesis 1:{verse}" for verse in range(1, 21)]
+    assert cross_reference_recall(NOAH, pred("Noah", [*spam, "Genesis 7:23", "Hebrews 11:7"])) == 0.0
+    assert cross_reference_recall(NOAH, pred("Noah", [*spam[:19], "Genesis 7:23", "Hebrews 11:7"])) == 0.5
+    # A chapter takes none of the 20 places.
+    assert cross_reference_recall(NOAH, pred("Noah", ["Genesis 2", *spam[:18], "Hebrews 11:7"])) == 0.5
+
+
 def test_a_whole_chapter_or_book_buys_no_recall():
     assert cross_reference_recall(NOAH, pred("Noah", ["Genesis 7", "Hebrews 11"])) == 0.0
     assert cross_reference_recall(NOAH, pred("Noah", ["Genesis", "Hebrews"])) == 0.0
