@@ -1,9 +1,11 @@
-"""The theological concept lexicon: which concepts a piece of text expresses.
+"""The theological concept lexicon: which concepts a piece of text expresses, and which it denies.
 
 ``bibleqa/data/lexicon.json`` maps each concept id (``atonement``, ``justification``, ...) to its surface
-forms and synonyms.  A text *expresses* a concept when the stemmed tokens of one of the concept's forms
-occur as a contiguous run in the stemmed tokens of the text (``bibleqa.text``).  The metric
-``theological_match_score`` is built on this.
+forms and synonyms.  A text *mentions* a concept where the keys of one of the concept's forms occur as
+consecutive words of the text (``bibleqa.wording``: KJV forms mapped to modern ones, stemmed, numbers by
+value), so "believeth" mentions ``faith`` as "believe" does.  A mention inside a negation's scope ("God does
+not forgive") *denies* the concept; a form that carries its own negation ("fear not") is not denied by it.
+The metric ``theological_match_score`` is built on this.
 
 Example::
 
@@ -11,6 +13,8 @@ Example::
     >>> lexicon = load_lexicon()
     >>> "atonement" in lexicon.concepts_in("Christ made atonement for sin")
     True
+    >>> lexicon.denied_in("There is no forgiveness for them")
+    {'forgiveness'}
 """
 
 from __future__ import annotations
@@ -22,19 +26,19 @@ from importlib import resources
 from pathlib import Path
 
 from bibleqa.errors import DataError
-from bibleqa.text import contains_run, stems
+from bibleqa.wording import Wording
 
 DEFAULT_LEXICON = "lexicon.json"
 
 
 @dataclass(frozen=True)
 class Concept:
-    """One theological concept and the stemmed forms that signal it."""
+    """One theological concept and the word keys of the forms that signal it."""
 
     id: str
     label: str
     forms: tuple[str, ...]
-    stemmed_forms: tuple[tuple[str, ...], ...]
+    form_keys: tuple[tuple[str, ...], ...]
 
 
 class Lexicon:
@@ -49,16 +53,29 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self.concepts)
 
+    def mentions(self, text: str | None) -> dict[str, bool]:
+        """``{concept id: affirmed}`` for every concept ``text`` mentions; affirmed is False when every
+        mention of it is denied (inside a negation's scope)."""
+        return _mentions(self, text or "")
+
     def concepts_in(self, text: str | None) -> set[str]:
-        """Ids of the concepts that ``text`` expresses."""
-        text_stems = stems(text)
-        if not text_stems:
-            return set()
-        return {
-            concept.id
-            for concept in self.concepts.values()
-            if any(contains_run(text_stems, form) for form in concept.stemmed_forms)
-        }
+        """Ids of the concepts that ``text`` expresses (mentions without denying)."""
+        return {concept for concept, affirmed in self.mentions(text).items() if affirmed}
+
+    def denied_in(self, text: str | None) -> set[str]:
+        """Ids of the concepts that ``text`` mentions only inside a negation's scope."""
+        return {concept for concept, affirmed in self.mentions(text).items() if not affirmed}
+
+
+@functools.lru_cache(maxsize=8192)
+def _mentions(lexicon: Lexicon, text: str) -> dict[str, bool]:
+    reading = Wording.of(text)
+    found: dict[str, bool] = {}
+    for concept in lexicon.concepts.values():
+        for keys in concept.form_keys:
+            for start in reading.find_run(list(keys)):
+                found[concept.id] = found.get(concept.id, False) or not reading.words[start].negated
+    return found
 
 
 def load_lexicon(path: str | Path | None = None) -> Lexicon:
@@ -82,8 +99,8 @@ def _parse_lexicon(text: str, where: str) -> Lexicon:
     concepts: dict[str, Concept] = {}
     for concept_id, entry in raw.items():
         forms = tuple(entry.get("forms") or ())
-        stemmed = tuple(tuple(stems(form)) for form in forms if stems(form))
-        if not stemmed:
+        keys = tuple(tuple(Wording.of(form).keys) for form in forms if Wording.of(form).keys)
+        if not keys:
             raise DataError(f"{where}: concept {concept_id!r} has no forms; give it at least one")
-        concepts[concept_id] = Concept(concept_id, entry.get("label", concept_id), forms, stemmed)
+        concepts[concept_id] = Concept(concept_id, entry.get("label", concept_id), forms, keys)
     return Lexicon(concepts)

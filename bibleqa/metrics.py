@@ -11,19 +11,34 @@ failed counts 0 (and is counted in ``n_errors`` by the evaluator).
 =========================== ==========================================================================
 metric                      rule for one question
 =========================== ==========================================================================
-accuracy                    1 if the gold answer or an alias occurs in the answer as whole words, and
-                            the answer names no rival candidate; else 0.  A rival is a part of the
-                            answer, cut at ``,`` ``;`` ``/`` or the word "or", that is one or two words
-                            long once the gold answer and aliases are removed: "Noah, Moses, David"
-                            hedges and is wrong for "Noah"; "Noah, the son of Lamech" is right.
+accuracy                    1 if the answer is right, else 0, by the rules of ``bibleqa.judgement``:
+                            a short gold (a name, a number, a place) must be stated, affirmed, with
+                            no rival candidate beside it ("Noah and Moses", "either Noah or Moses",
+                            "Not Noah" and "It was not Noah; it was Moses" are wrong; "Noah, a just
+                            man", "Noah, not Moses", "Hur and Aaron" for "Aaron and Hur", "430" and
+                            "four hundred thirty years" for "four hundred and thirty" are right); a
+                            phrase or sentence gold must have its content stated in other words or
+                            in the KJV wording of the cited verses, without contradicting it (no
+                            negating what the gold affirms, no swapped agents).  Words of the
+                            question never count.
 theological_match_score     F1 between the gold concepts and the concepts the answer expresses through
-                            the lexicon (stemmed forms, ``bibleqa.lexicon``).  Items without gold
-                            concepts (factual items) score their ``accuracy``, so a short correct
-                            factual answer is not punished.  Extra concepts lower precision, so
-                            padding an answer never raises it.
-key_term_accuracy           share of the gold key terms whose stemmed words occur, in order and
-                            adjacent, in the stemmed answer ("justified" matches "justification"'s
-                            stem only if the stems agree; "sinners" matches "sinner").
+                            the lexicon (``bibleqa.lexicon``: KJV forms and stems, numbers by value).
+                            A concept mentioned only inside a negation is not expressed, and an answer
+                            that negates what the gold affirms (or contradicts it otherwise, as
+                            accuracy judges) scores 0.  Items without gold concepts (factual items)
+                            score their ``accuracy``, so a short correct factual answer is not
+                            punished.  Extra concepts lower precision, so padding never raises it.
+theological_precision       the precision behind theological_match_score (the seed's "theological
+                            concept precision"): the share of the concepts the answer expresses that
+                            are gold concepts; its ``accuracy`` for items without gold concepts; 0
+                            when the answer expresses none or contradicts the gold.
+key_term_accuracy           share of the gold key terms the answer contains, outside the words the
+                            question already gives: a term's words in any order within a short window,
+                            KJV forms and stems compared ("life eternal" for "eternal life", "liveth"
+                            for "lives"), numbers as whole numbers by value ("430" for "four hundred
+                            and thirty", never "thirty" alone).  A hedged or negated answer (as
+                            accuracy judges it) scores 0.  When every key term is in the question, or
+                            none is given, the item scores its ``accuracy``.
 cross_reference_recall      verse-level recall of the gold cross references among the first
                             ``MAX_COUNTED_VERSES`` (20) verses the program returned, in its order, so
                             that returning more verses buys nothing past 20.  A returned reference
@@ -49,14 +64,14 @@ Example::
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bibleqa.judgement import Gold, Judgement, judge
 from bibleqa.lexicon import load_lexicon
 from bibleqa.scripture import parse_references, verse_ids
-from bibleqa.text import contains_run, stems, tokens
+from bibleqa.wording import Wording
 
 Metric = Callable[..., float]
 
@@ -64,9 +79,8 @@ MAX_REFERENCE_VERSES = 5
 """A returned reference wider than this many verses (a chapter, a book) buys no recall."""
 MAX_COUNTED_VERSES = 20
 """Recall counts only the first this-many specific verses the program returns: spam buys nothing."""
-
-_LIST_SEPARATOR = re.compile(r"[,;/\n]|\bor\b")
-_RIVAL_MAX_WORDS = 2
+KEY_TERM_WINDOW = 2
+"""A key term's words may stand this many words apart, in any order ("life eternal", "died for us all")."""
 
 
 def answer_text(pred: Any) -> str:
@@ -86,40 +100,38 @@ def predicted_references(pred: Any) -> list[str]:
 
 
 def accuracy(example: Any, pred: Any, trace: Any = None) -> float:
-    """1.0 if the answer states the gold answer (or an alias) without hedging among rivals, else 0.0."""
-    answer = answer_text(pred).lower()
-    golds = [gold for gold in (example.answer, *(example.aliases or ())) if tokens(gold)]
-    patterns = [_whole_words(gold) for gold in golds]
-    if not any(pattern.search(answer) for pattern in patterns):
-        return 0.0
-    remainder = answer
-    for pattern in patterns:
-        remainder = pattern.sub(" ", remainder)
-    parts = _LIST_SEPARATOR.split(remainder)
-    rivals = [part for part in parts if 0 < len(tokens(part)) <= _RIVAL_MAX_WORDS] if len(parts) > 1 else []
-    return 0.0 if rivals else 1.0
+    """1.0 if the answer is right by ``bibleqa.judgement`` (stated, affirmed, no rival; or the gold's content
+    without contradiction), else 0.0."""
+    return 1.0 if _judgement(example, pred).right else 0.0
 
 
 def theological_match_score(example: Any, pred: Any, trace: Any = None) -> float:
-    """F1 of gold concepts against the answer's concepts; the item's accuracy when it has no concepts."""
-    gold = set(example.concepts or ())
-    if not gold:
-        return accuracy(example, pred, trace)
-    expressed = load_lexicon().concepts_in(answer_text(pred))
-    hits = len(gold & expressed)
-    if hits == 0:
-        return 0.0
-    precision, recall = hits / len(expressed), hits / len(gold)
-    return 2 * precision * recall / (precision + recall)
+    """F1 of gold concepts against the concepts the answer expresses; the item's accuracy when it has none."""
+    precision, recall = _concept_precision_recall(example, pred)
+    return 2 * precision * recall / (precision + recall) if precision and recall else 0.0
+
+
+def theological_precision(example: Any, pred: Any, trace: Any = None) -> float:
+    """Share of the concepts the answer expresses that are gold concepts; the item's accuracy when it has none."""
+    return _concept_precision_recall(example, pred)[0]
 
 
 def key_term_accuracy(example: Any, pred: Any, trace: Any = None) -> float:
-    """Share of gold key terms present (stemmed, adjacent) in the answer; accuracy when none are given."""
-    terms = [stems(term) for term in example.key_terms or () if stems(term)]
+    """Share of the gold key terms (outside the question's words) in the answer; 0 when it hedges or negates."""
+    question = Wording.of(str(example.get("question") or ""))
+    terms = [Wording.of(term) for term in example.key_terms or () if Wording.of(term).content_keys()]
+    terms = [term for term in terms if not _contains_term(question, term)]
     if not terms:
         return accuracy(example, pred, trace)
-    answer_stems = stems(answer_text(pred))
-    return sum(contains_run(answer_stems, term) for term in terms) / len(terms)
+    reading = Wording.of(answer_text(pred))
+    judgement = _judgement(example, pred)
+    if judgement.disqualified:
+        return 0.0
+    # A short answer that states an alias ("Noe") has the key terms it spells differently ("Noah").
+    stated_by_alias = judgement.right and Gold.of(example).is_short
+    gold_keys = Wording.of(str(example.get("answer") or "")).content_keys()
+    found = [_contains_term(reading, term) or (stated_by_alias and term.content_keys() <= gold_keys) for term in terms]
+    return sum(found) / len(terms)
 
 
 def cross_reference_recall(example: Any, pred: Any, trace: Any = None) -> float:
@@ -147,15 +159,19 @@ def composite_score(example: Any, pred: Any, trace: Any = None) -> float:
 METRICS: dict[str, Metric] = {
     "accuracy": accuracy,
     "theological_match_score": theological_match_score,
+    "theological_precision": theological_precision,
     "key_term_accuracy": key_term_accuracy,
     "cross_reference_recall": cross_reference_recall,
     "cross_reference_precision": cross_reference_precision,
     "composite_score": composite_score,
 }
-"""Every metric by name; the first four are the seed's."""
+"""Every metric by name; ``TRACKED_METRICS`` are the seed's four."""
 
 TRACKED_METRICS = ("accuracy", "theological_match_score", "key_term_accuracy", "cross_reference_recall")
 """The seed's four metrics, in the seed's order."""
+LOGGED_METRICS = (*TRACKED_METRICS, "theological_precision", "cross_reference_precision")
+"""What every training run and sweep trial logs on dev (and the winner on test): the seed's four metrics and
+the precisions behind two of them."""
 
 SEED_TARGETS = {
     "accuracy": 0.80,
@@ -208,10 +224,45 @@ def _field(pred: Any, name: str) -> Any:
         return None
 
 
-@functools.lru_cache(maxsize=64)
-def _whole_words(gold: str) -> re.Pattern[str]:
-    words = tokens(gold)
-    return re.compile(r"(?<![a-z0-9])" + r"[^a-z0-9]+".join(map(re.escape, words)) + r"(?![a-z0-9])")
+def _judgement(example: Any, pred: Any) -> Judgement:
+    return judge(Gold.of(example), answer_text(pred))
+
+
+def _concept_precision_recall(example: Any, pred: Any) -> tuple[float, float]:
+    """(precision, recall) of the answer's expressed concepts against the gold concepts; for an item without
+    concepts, its accuracy twice; (0, 0) when the answer contradicts the gold or denies a gold concept."""
+    gold = set(example.concepts or ())
+    if not gold:
+        score = accuracy(example, pred)
+        return score, score
+    answer = answer_text(pred)
+    lexicon = load_lexicon()
+    judgement = _judgement(example, pred)
+    if judgement.disqualified or lexicon.denied_in(answer) & gold - _denied_by_gold(example):
+        return 0.0, 0.0
+    expressed = lexicon.concepts_in(answer) | (lexicon.denied_in(answer) & _denied_by_gold(example))
+    hits = len(gold & expressed)
+    if not hits:
+        return 0.0, 0.0
+    return hits / len(expressed), hits / len(gold)
+
+
+def _denied_by_gold(example: Any) -> set[str]:
+    """Concepts the gold answer itself mentions only in a negation ("not by works"): an answer that also
+    denies them agrees with the gold."""
+    return load_lexicon().denied_in(str(example.get("answer") or ""))
+
+
+def _contains_term(reading: Wording, term: Wording) -> bool:
+    """Every content word of ``term`` is in ``reading`` within a short window, in any order; numbers compare
+    by value.  (Whether the answer negates the gold is the judgement's business, not the term's.)"""
+    keys = [word.key for word in term.words if word.content]
+    spots = {key: [i for i, word in enumerate(reading.words) if word.key == key] for key in set(keys)}
+    if not all(spots.values()):
+        return False
+    width = KEY_TERM_WINDOW + len(keys)
+    first = spots[keys[0]]
+    return any(all(any(abs(i - start) <= width for i in spots[key]) for key in keys) for start in first)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -31,7 +31,7 @@ from bibleqa.dataset import Dataset, load_dataset
 from bibleqa.errors import UserError
 from bibleqa.evaluate import Evaluation, UsageMeter, evaluate
 from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check
-from bibleqa.metrics import TRACKED_METRICS, BootstrapMetric
+from bibleqa.metrics import LOGGED_METRICS, BootstrapMetric
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, compile_program
 from bibleqa.program import build_program
 from bibleqa.tracking import (
@@ -202,7 +202,7 @@ def run_training(
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={"run_type": "train"}) as run:
         log_batch(run.info.run_id, params=run_params(config, settings, dataset, lm_studio=lm_studio, n_ctx=n_ctx))
         compiled, evaluation, figures = compile_and_evaluate(config, dataset, lm, adapter)
-        metrics = {name: evaluation.metrics[name] for name in (*TRACKED_METRICS, "cross_reference_precision")}
+        metrics = {name: evaluation.metrics[name] for name in LOGGED_METRICS}
         log_batch(run.info.run_id, metrics={**metrics, "n_errors": evaluation.n_errors, **figures})
         with tempfile.TemporaryDirectory(prefix="bibleqa-train-") as scratch:
             for path in write_artifacts(Path(scratch), compiled, evaluation):

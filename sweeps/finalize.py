@@ -14,7 +14,7 @@ from typing import Any
 
 from bibleqa.dataset import Dataset
 from bibleqa.lm import LMSettings
-from bibleqa.metrics import TRACKED_METRICS
+from bibleqa.metrics import LOGGED_METRICS, TRACKED_METRICS
 from bibleqa.tracking import log_batch
 from sweeps.mlflow_logging import TrialRecord
 from sweeps.run import SweepPlan, SweepSummary, best_metrics_of
@@ -138,5 +138,5 @@ def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, datase
     model_settings = trial.lm_settings(settings)
     with lm_context(model_settings):
         evaluation = evaluate(program, dataset.examples("test"))
-    scores = {f"test_{name}": evaluation.metrics[name] for name in (*TRACKED_METRICS, "cross_reference_precision")}
+    scores = {f"test_{name}": evaluation.metrics[name] for name in LOGGED_METRICS}
     return {**scores, "test_n_errors": float(evaluation.n_errors)}

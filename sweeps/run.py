@@ -39,7 +39,7 @@ from typing import Any
 from bibleqa.dataset import Dataset, load_dataset
 from bibleqa.errors import UserError
 from bibleqa.lm import LMSettings, health_check
-from bibleqa.metrics import TRACKED_METRICS
+from bibleqa.metrics import LOGGED_METRICS
 from bibleqa.tracking import (
     DEFAULT_EXPERIMENT,
     check_tracking,
@@ -472,5 +472,5 @@ def tracking_link(uri: str, experiment_id: str, run_id: str) -> str:
 
 def best_metrics_of(metrics: dict[str, float]) -> dict[str, float]:
     """The winner's metrics under the parent's ``best_`` prefix."""
-    names = (*TRACKED_METRICS, "cross_reference_precision", "n_errors", "lm_calls", "compile_seconds", "eval_seconds")
+    names = (*LOGGED_METRICS, "n_errors", "lm_calls", "compile_seconds", "eval_seconds")
     return {f"best_{name}": metrics[name] for name in names if name in metrics}

@@ -22,15 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bibleqa.lm import LMSettings
+from bibleqa.metrics import LOGGED_METRICS
 
 logger = logging.getLogger(__name__)
 
 REPORTED_METRICS = (
-    "accuracy",
-    "theological_match_score",
-    "key_term_accuracy",
-    "cross_reference_recall",
-    "cross_reference_precision",
+    *LOGGED_METRICS,
     "n_errors",
     "lm_calls",
     "prompt_tokens",

@@ -17,6 +17,7 @@ from bibleqa.metrics import accuracy, key_term_accuracy, theological_match_score
 from bibleqa.scripture import format_verse_id, kjv_verses, verse_ids
 from bibleqa.text import tokens
 from bibleqa.tsk import cross_references, tsk_links
+from bibleqa.wording import Wording
 
 DATA = load_dataset()
 LEXICON = load_lexicon()
@@ -29,6 +30,10 @@ def test_size_and_fixed_splits():
     for split in ("train", "dev", "test"):
         categories = Counter(item.category for item in DATA.by_split[split])
         assert categories["factual"] > 0 and categories["doctrinal"] > 0, split
+
+
+def number_values(text: str) -> set[int]:
+    return {word.number for word in Wording.of(text).words if word.number is not None}
 
 
 def cited_verses(items) -> set[int]:
@@ -98,12 +103,32 @@ def test_every_item_has_key_terms_inside_its_answer():
         assert key_term_accuracy(item.to_example(), {"answer": item.answer}) == 1.0, item.id
 
 
-def test_the_gold_answer_scores_full_marks():
-    # The data, the lexicon and the metrics agree: each gold answer is correct by every answer metric.
+def test_every_gold_answer_and_alias_scores_full_marks():
+    # The data, the lexicon and the metrics agree: the gold answer and every alias is right by every answer
+    # metric (theological_match_score where the item has concepts).
+    wrong = []
     for item in DATA.items:
-        example, gold = item.to_example(), {"answer": item.answer}
-        assert accuracy(example, gold) == 1.0, item.id
-        assert theological_match_score(example, gold) == 1.0, (item.id, LEXICON.concepts_in(item.answer))
+        example = item.to_example()
+        for text in (item.answer, *item.aliases):
+            prediction = {"answer": text}
+            scores = [accuracy(example, prediction), key_term_accuracy(example, prediction)]
+            if item.concepts:
+                scores.append(theological_match_score(example, prediction))
+            if scores != [1.0] * len(scores):
+                wrong.append((item.id, text, scores, sorted(LEXICON.concepts_in(text))))
+    assert wrong == []
+
+
+def test_number_key_terms_are_whole_numbers_of_the_gold():
+    # "thirty" must not stand for "four hundred and thirty": a key term holding a number holds the gold's
+    # whole number (read by value).
+    for item in DATA.items:
+        gold = number_values(item.answer)
+        for term in item.key_terms:
+            values = number_values(term)
+            assert values <= gold or item.category == "doctrinal", (item.id, term)
+            if item.category == "factual" and gold and values:
+                assert values == gold, (item.id, term)
 
 
 def test_cross_references_are_2_to_5_single_verses_from_the_tsk_of_the_items_own_verses():

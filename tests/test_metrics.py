@@ -62,7 +62,8 @@ def test_accuracy_accepts_the_answer_or_an_alias_as_whole_words():
     assert accuracy(NOAH, pred("It was Noah who built the ark.")) == 1.0
     assert accuracy(NOAH, pred("noe")) == 1.0
     assert accuracy(NOAH, pred("Noah, the son of Lamech")) == 1.0
-    assert accuracy(NOAH, pred("Noahs")) == 0.0
+    assert accuracy(NOAH, pred("Noah's ark was his own work")) == 1.0
+    assert accuracy(NOAH, pred("Jonah")) == 0.0
     assert accuracy(NOAH, pred("Moses")) == 0.0
 
 
@@ -99,8 +100,10 @@ def test_length_alone_never_raises_the_theological_match():
 
 
 def test_key_term_accuracy_is_the_share_of_key_terms_with_their_variants():
+    # "love" is in the question, so only "sinners" and "died" count.
     assert key_term_accuracy(ROMANS, pred(ROMANS.answer)) == 1.0
-    assert key_term_accuracy(ROMANS, pred("He loved sinners")) == pytest.approx(2 / 3)  # loved ~ love, sinner(s)
+    assert key_term_accuracy(ROMANS, pred("He loved sinners")) == pytest.approx(1 / 2)  # sinner(s)
+    assert key_term_accuracy(ROMANS, pred("Christ dieth for the sinner")) == 1.0  # KJV -eth, singular
     assert key_term_accuracy(ROMANS, pred("Nothing relevant")) == 0.0
 
 
