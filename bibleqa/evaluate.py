@@ -26,7 +26,7 @@ from typing import Any
 
 import dspy
 
-from bibleqa.metrics import METRICS, answer_text, predicted_references
+from bibleqa.metrics import METRICS, answer_text, dropped_references, predicted_references
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class QuestionResult:
     references: list[str]
     scores: dict[str, float]
     error: str | None = None
+    dropped_references: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,15 @@ class Evaluation:
     usage: LMUsage = field(default_factory=LMUsage)
     seconds: float = 0.0
 
+    @property
+    def dropped_references(self) -> int:
+        """References the LM cited that named no KJV verse, over every question (``question_scores.csv``
+        has them per question)."""
+        return sum(result.dropped_references for result in self.results)
+
     def question_rows(self) -> list[dict[str, Any]]:
-        """One flat row per question: id, question, gold_answer, answer, references, error, every metric."""
+        """One flat row per question: id, question, gold_answer, answer, references, dropped_references, error,
+        every metric."""
         return [
             {
                 "id": result.id,
@@ -115,6 +123,7 @@ class Evaluation:
                 "gold_answer": result.gold_answer,
                 "answer": result.answer,
                 "references": "; ".join(result.references),
+                "dropped_references": result.dropped_references,
                 "error": result.error or "",
                 **result.scores,
             }
@@ -172,4 +181,5 @@ def _score_one(program: Any, example: Any) -> QuestionResult:
         references=predicted_references(pred),
         scores=scores,
         error=error,
+        dropped_references=dropped_references(pred),
     )

@@ -99,6 +99,12 @@ def predicted_references(pred: Any) -> list[str]:
     return []
 
 
+def dropped_references(pred: Any) -> int:
+    """How many references the LM cited that named no KJV verse (the program's ``dropped_references``)."""
+    value = _field(pred, "dropped_references")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def accuracy(example: Any, pred: Any, trace: Any = None) -> float:
     """1.0 if the answer is right by ``bibleqa.judgement`` (stated, affirmed, no rival; or the gold's content
     without contradiction), else 0.0."""

@@ -8,8 +8,12 @@ of ``pythonbible`` 0.15.5 are handled once:
 * ``"Acts.18"``: pythonbible raises ``ValueError``.  Here a dot between a book name and a number is read
   as a space.
 * ``"John 3:99"``: pythonbible returns nothing, without a word.  Here that is a
-  ``ScriptureReferenceError`` (``strict=True``) or a skipped, logged part (``strict=False``, used for
-  model output).
+  ``ScriptureReferenceError`` (``strict=True``) or a skipped, counted part (``strict=False``, used for
+  model output; ``read_references`` says how many parts were dropped).
+* ``"Hebrews 11:7, 1 Peter 3:20"``: pythonbible reads "1" as a verse of Hebrews 11.  Here a comma (or a
+  semicolon) before a numbered book ("1 Peter", "II Kings", "I John") starts a new reference.
+* ``"Hb 11:7"``, ``"Hebr 11:7"``, ``"Mt 5:3"``: abbreviations pythonbible does not know are spelled out
+  first (``ABBREVIATIONS``); "Jn", "Ps", "1 Jn" and "I John" it reads itself.
 
 Example::
 
@@ -18,6 +22,10 @@ Example::
     (1001001, 1002007)
     >>> format_verse_id(45005008)
     'Romans 5:8'
+    >>> [format_verse_id(verse) for verse in verse_ids("Hebrews 11:7, 1 Peter 3:20")]
+    ['Hebrews 11:7', '1 Peter 3:20']
+    >>> read_references("John 3:16; John 3:99; Hb 11:7").dropped
+    1
     >>> verse_text(43011035)
     'Jesus wept.'
 """
@@ -28,6 +36,7 @@ import functools
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pythonbible as bible
 
@@ -40,10 +49,26 @@ PROTESTANT_CANON_BOOKS = 66  # Genesis (1) .. Revelation (66)
 
 # "Acts.18", "Rom.5:8": a dot glued between a book name and a number.
 _DOT_AFTER_BOOK = re.compile(r"(?<=[A-Za-z])\.(?=\s*\d)")
+# ", 1 Peter", "; II Kings": a separator before a numbered book starts a new reference.
+_BEFORE_NUMBERED_BOOK = re.compile(r"[,;]\s*(?=(?:[1-3]|I{1,3})\s*[A-Z][a-z])")
+ABBREVIATIONS = {
+    "Hb": "Hebrews", "Hebr": "Hebrews", "Mt": "Matthew", "Mk": "Mark", "Lk": "Luke", "Jno": "John",
+    "Dt": "Deuteronomy", "Ex": "Exodus", "Is": "Isaiah", "Pr": "Proverbs", "Ob": "Obadiah", "Jg": "Judges",
+}  # fmt: skip
+"""Abbreviations LM output uses that pythonbible 0.15.5 does not read ("Jn", "Ps", "1 Jn" it reads itself)."""
+_ABBREVIATION = re.compile(r"\b(" + "|".join(ABBREVIATIONS) + r")\.?(?=\s*\d)")
 # A ";" part that starts with a chapter number and names no book: "2:7" in "Gen 1:1; 2:7".
 _BOOKLESS_PART = re.compile(r"^\s*\d+(?::\d+)?(?:\s*[-–]\s*\d+(?::\d+)?)?\s*$")
 # KJV italics (words supplied by the translators) come as "[are]".
 _ITALIC_BRACKETS = re.compile(r"\[([^\]]*)\]")
+
+
+@dataclass(frozen=True)
+class ReferenceReading:
+    """The references found in a text, and how many of its parts named no KJV verse and were dropped."""
+
+    references: list[bible.NormalizedReference]
+    dropped: int
 
 
 def parse_references(text: str, *, strict: bool = True) -> list[bible.NormalizedReference]:
@@ -53,9 +78,20 @@ def parse_references(text: str, *, strict: bool = True) -> list[bible.Normalized
     ``ScriptureReferenceError``; with ``strict=False`` it is skipped and logged at DEBUG (for LM output,
     which may cite anything).
     """
+    return _read(text, strict=strict).references
+
+
+def read_references(text: str) -> ReferenceReading:
+    """The references in LM output (lenient), and the number of parts that named no KJV verse."""
+    return _read(text, strict=False)
+
+
+def _read(text: str, *, strict: bool) -> ReferenceReading:
     references: list[bible.NormalizedReference] = []
+    dropped = 0
     previous_book: bible.Book | None = None
-    for part in _DOT_AFTER_BOOK.sub(" ", text or "").split(";"):
+    text = _ABBREVIATION.sub(lambda match: ABBREVIATIONS[match.group(1)], _DOT_AFTER_BOOK.sub(" ", text or ""))
+    for part in _BEFORE_NUMBERED_BOOK.sub(";", text).split(";"):
         if not part.strip():
             continue
         if previous_book is not None and _BOOKLESS_PART.match(part):
@@ -72,10 +108,11 @@ def parse_references(text: str, *, strict: bool = True) -> list[bible.Normalized
                     f"{text!r}: {part.strip()!r} names no KJV verse; check the book, chapter and verse"
                 )
             logger.debug("skipped %r: names no KJV verse", part)
+            dropped += 1
             continue
         references.extend(found)
         previous_book = found[-1].end_book or found[-1].book
-    return references
+    return ReferenceReading(references, dropped)
 
 
 def verse_ids(text: str, *, strict: bool = True) -> tuple[int, ...]:

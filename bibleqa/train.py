@@ -129,7 +129,7 @@ def compile_and_evaluate(
     """Compile on the first ``train_size`` train examples, score on ``split``.
 
     Returns the compiled program, its evaluation and timing/usage figures (``compile_seconds``,
-    ``eval_seconds``, ``lm_calls``, ``prompt_tokens``, ``completion_tokens``).
+    ``eval_seconds``, ``dropped_references``, ``lm_calls``, ``prompt_tokens``, ``completion_tokens``).
     """
     import dspy
 
@@ -153,7 +153,12 @@ def compile_and_evaluate(
         compile_seconds = time.perf_counter() - started
         evaluation = evaluate(compiled, dataset.examples(split), num_threads=config.eval_threads)
     usage = compile_meter.usage + evaluation.usage
-    figures = {"compile_seconds": compile_seconds, "eval_seconds": evaluation.seconds, **usage.as_dict()}
+    figures = {
+        "compile_seconds": compile_seconds,
+        "eval_seconds": evaluation.seconds,
+        "dropped_references": evaluation.dropped_references,
+        **usage.as_dict(),
+    }
     return compiled, evaluation, figures
 
 

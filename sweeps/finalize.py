@@ -139,4 +139,8 @@ def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, datase
     with lm_context(model_settings):
         evaluation = evaluate(program, dataset.examples("test"))
     scores = {f"test_{name}": evaluation.metrics[name] for name in LOGGED_METRICS}
-    return {**scores, "test_n_errors": float(evaluation.n_errors)}
+    return {
+        **scores,
+        "test_n_errors": float(evaluation.n_errors),
+        "test_dropped_references": float(evaluation.dropped_references),
+    }

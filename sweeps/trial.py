@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 REPORTED_METRICS = (
     *LOGGED_METRICS,
     "n_errors",
+    "dropped_references",
     "lm_calls",
     "prompt_tokens",
     "completion_tokens",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bibleqa.errors import ScriptureReferenceError
-from bibleqa.scripture import format_verse_id, kjv_verses, parse_references, verse_ids, verse_text
+from bibleqa.scripture import format_verse_id, kjv_verses, parse_references, read_references, verse_ids, verse_text
 
 
 def test_semicolon_part_without_book_continues_the_previous_book():
@@ -51,3 +51,51 @@ def test_kjv_text_has_every_verse_without_italic_brackets():
     assert "[" not in verse_text(1002004)  # "These [are] the generations ..."
     with pytest.raises(ScriptureReferenceError):
         verse_text(43003099)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # pythonbible alone reads "1" as a verse of Hebrews 11 here.
+        ("Hebrews 11:7, 1 Peter 3:20", (58011007, 60003020)),
+        ("Heb 11:7, I Pet 3:20", (58011007, 60003020)),
+        ("Genesis 1:1, 2 Kings 2:11", (1001001, 12002011)),
+        ("Romans 5:8; 1 John 4:10", (45005008, 62004010)),
+        ("John 3:16, 18", (43003016, 43003018)),  # a verse list, not a new book
+    ],
+)
+def test_a_separator_before_a_numbered_book_starts_a_new_reference(text, expected):
+    assert verse_ids(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hb 11:7", 58011007),
+        ("Hebr 11:7", 58011007),
+        ("Hebr. 11:7", 58011007),
+        ("Jn 3:16", 43003016),
+        ("Ps 23:1", 19023001),
+        ("1 Jn 4:8", 62004008),
+        ("I John 4:8", 62004008),
+        ("Mt 5:3", 40005003),
+    ],
+)
+def test_common_abbreviations(text, expected):
+    assert verse_ids(text) == (expected,)
+
+
+def test_dropped_parts_are_counted():
+    reading = read_references("John 3:16; John 3:99; not a reference; Hb 11:7")
+    assert [format_verse_id(verse) for ref in reading.references for verse in verse_ids_of(ref)] == [
+        "John 3:16",
+        "Hebrews 11:7",
+    ]
+    assert reading.dropped == 2
+    assert read_references("Romans 5:8").dropped == 0
+
+
+def verse_ids_of(reference) -> list[int]:
+    from pythonbible import convert_reference_to_verse_ids
+
+    return convert_reference_to_verse_ids(reference)
