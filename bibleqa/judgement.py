@@ -25,15 +25,20 @@ A gold answer is one of two kinds, decided from its text alone (never from ``cat
 * **phrase or sentence** (more content words): the answer is right when it states the gold's content in
   other words, or in the KJV wording of the cited verses, without contradicting it:
 
-  - *Content*: words of the question do not count.  With A the answer's remaining content words, and each
+  - *Content*: words of the question do not count, and an answer with under ``OFF_TOPIC`` of its other words
+    from the gold, its aliases or its verses (an echo of the question, a list of lexicon words, spam) is
+    off topic: it earns nothing on any metric.  With A the answer's remaining content words, and each
     reference R (the gold, each alias, the cited verses' KJV text) read the same way, the answer covers
     R when at least ``COVERAGE`` of R's content words are in A (for the verses' text, of as many words as the
     gold has: the answer need not quote the whole passage), and at least ``ON_TOPIC`` of A's words are in the
     gold, the aliases or the verses (so pasting a chapter or spam does not pass).
   - *Contradiction*: the answer negates a content word that the gold (or an alias) affirms, or affirms one
     that the gold negates ("saved by works" against "not by works"; "God does not love sinners").
-  - *Swapped agents*: a name of the reference stands before (or after) a word where the reference has
-    another of its names ("God died for us" against "Christ died for us").
+  - *Swapped agents*: a party of the reference (a name, a pronoun's person, a person word such as "man" or
+    "wives") stands before (or after) a word where the reference has another of its parties ("God died for
+    us" against "Christ died for us"; "God made us ... to be sin for him" against "God made him ... for
+    us"), or a comparison is turned round ("sacrifice rather than mercy").
+  - *Hedge*: the answer offers alternatives ("or perhaps", "either ... or", "depending on how you read it").
 
 The thresholds were calibrated on the case file's cases written from train items
 (``tests/cases/metric_cases.yaml``; ``tests/test_metric_cases.py`` prints the false-positive and
@@ -67,6 +72,11 @@ COVERAGE = 0.5
 """Share of a reference's content words (question words left out) that a phrase answer must state."""
 ON_TOPIC = 0.5
 """Share of a phrase answer's content words that must come from the gold, its aliases or its verses."""
+OFF_TOPIC = 0.25
+"""A phrase answer with less of its words than this from the gold, its aliases and its verses (an echo, a
+list of lexicon words, spam) earns nothing on any metric."""
+CLOSE_REWORDING = 0.7
+"""A phrase answer with at least this share of its words from the gold is checked for swapped agents."""
 
 OR_JOINERS = frozenset({"or", "nor", "either", "neither", "perhaps", "maybe", "possibly", "probably", "/"})
 LIST_JOINERS = OR_JOINERS | {",", ";", "&", "and", ":"}
@@ -79,6 +89,13 @@ FILLER_WORDS = frozenset("perhaps maybe possibly probably likely either neither 
 DIVINE_NAMES = frozenset({"god", "lord", "jesus", "christ", "spirit", "ghost", "holi", "father", "son"})
 """Names that accompany any answer ("by God's command") and so never count as rivals."""
 _LIST_IN_GOLD = re.compile(r",|\band\b|&")
+HEDGE_MARKERS = (
+    ("or", "perhaps"), ("or", "possibly"), ("or", "maybe"), ("or", "probably"), ("depending",),
+    ("another", "reading"), ("some", "say"), ("others", "say"), ("or", "else"), ("whether", "or", "not"),
+    ("regardless",),
+)  # fmt: skip
+"""Word sequences by which a sentence answer offers alternatives instead of one answer (or claims both, as
+"whether or not" does)."""
 
 
 @dataclass(frozen=True)
@@ -131,15 +148,17 @@ class Judgement:
     right: bool
     hedged: bool = False
     negated: bool = False
+    swapped: bool = False
     echo: bool = False
+    off_topic: bool = False
     reason: str = ""
     mentions: frozenset[int] = field(default=frozenset(), repr=False)
 
     @property
     def disqualified(self) -> bool:
-        """Hedged, negated, contradicting, empty or only the question's words: ``key_term_accuracy`` and
-        ``theological_match_score`` are 0."""
-        return self.hedged or self.negated or self.echo
+        """Hedged, negated or contradicting (swapped agents included), empty, only the question's words, or
+        sharing no word with the gold: ``key_term_accuracy`` and ``theological_match_score`` are 0."""
+        return self.hedged or self.negated or self.swapped or self.echo or self.off_topic
 
 
 def judge(gold: Gold, answer: str) -> Judgement:
@@ -291,6 +310,8 @@ def _content(reading: Wording) -> list[Word]:
 def _judge_phrase(gold: Gold, reading: Wording) -> Judgement:
     question = gold.question_keys
     answer_keys = reading.content_keys() - question
+    if _hedges(reading):
+        return Judgement(False, hedged=True, reason="offers alternatives")
     if contradicts(gold, reading):
         return Judgement(False, negated=True, reason="contradicts the gold")
     alternatives = [Wording.of(text) for text in gold.alternatives]
@@ -300,20 +321,45 @@ def _judge_phrase(gold: Gold, reading: Wording) -> Judgement:
     references.append((verses, min(len(verses.content_keys() - question), gold_size)))
     known = set().union(*(text.content_keys() for text, _ in references)) - question
     on_topic = len(answer_keys & known) / len(answer_keys)
-    best = None
-    for text, size in references:
-        keys = text.content_keys() - question
-        if size and len(answer_keys & keys) / size >= COVERAGE:
-            best = text
-            break
-    if best is None:
+    if on_topic < OFF_TOPIC:
+        return Judgement(False, off_topic=True, reason=f"off topic ({on_topic:.2f} of its words from the gold)")
+    covered = [
+        text
+        for text, size in references
+        if size and len(answer_keys & (text.content_keys() - question)) / size >= COVERAGE
+    ]
+    if not covered:
         return Judgement(False, reason="covers too little of the gold")
     if on_topic < ON_TOPIC:
         return Judgement(False, reason=f"off topic ({on_topic:.2f} of its words from the gold)")
-    swapped = _swapped_agents(best, reading)
-    if swapped:
-        return Judgement(False, reason=f"swapped agents around {swapped!r}")
+    # An answer that reuses the gold's words closely but turns who-did-what round is a swap; a paraphrase in
+    # its own words reorders freely, so only close rewordings are checked, against the gold wording (answer
+    # or alias) the answer covers best: the aliases may order the parties otherwise.  The verses' text is
+    # the reference only when no gold wording is covered.
+    if on_topic >= CLOSE_REWORDING:
+        size = dict(references)
+        closest = max(
+            covered, key=lambda text: (text is not verses, len(answer_keys & text.content_keys()) / size[text])
+        )
+        swapped = _swapped_agents(closest, reading)
+        if swapped:
+            return Judgement(False, swapped=True, reason=f"swapped agents around {swapped!r}")
     return Judgement(True, reason="states the gold's content")
+
+
+def _hedges(reading: Wording) -> bool:
+    """The answer offers alternatives: a hedge marker, or "either ... or" within one sentence."""
+    texts = [word.text for word in reading.words]
+    for marker in HEDGE_MARKERS:
+        if any(tuple(texts[index : index + len(marker)]) == marker for index in range(len(texts))):
+            return True
+    for index, word in enumerate(reading.words):
+        if word.text == "either":
+            rest = reading.words[index + 1 :]
+            sentence = [other for other in rest if other.joiner != "."] if rest else []
+            if any(other.text == "or" for other in sentence):
+                return True
+    return False
 
 
 def contradicts(gold: Gold, reading: Wording) -> bool:
@@ -331,32 +377,131 @@ def contradicts(gold: Gold, reading: Wording) -> bool:
     return bool(against - both)
 
 
-def _agent_pairs(reading: Wording) -> set[tuple[str, str, str]]:
-    """(name, "before"|"after", the nearest content word on that side in the same clause) for every name."""
+PRONOUN_PARTIES = {
+    "we": "we", "us": "we", "our": "we", "ours": "we", "ourselves": "we",
+    "he": "he", "him": "he", "his": "he", "himself": "he",
+    "they": "they", "them": "they", "their": "they", "theirs": "they", "themselves": "they",
+    "i": "i", "me": "i", "my": "i", "mine": "i", "myself": "i",
+    "you": "you", "your": "you", "yours": "you", "ye": "you", "thee": "you", "thou": "you", "thy": "you",
+    "thine": "you", "yourselves": "you", "she": "she", "her": "she", "herself": "she",
+}  # fmt: skip
+"""Pronouns by the party they name: "God made him ... for us" is not "God made us ... for him"."""
+THIRD_PERSON = frozenset({"he", "she", "they"})
+PERSON_WORDS = frozenset(
+    "man men woman women people husband husbands wife wives brother brothers brethren sister sisters father "
+    "mother son sons daughter child children church servant servants master masters king neighbor neighbour "
+    "friend friends enemy enemies disciple disciples rich poor pharisee publican".split()
+)
+"""Common nouns that name a party of a sentence, as names and pronouns do ("man looks on the outward
+appearance, but the Lord looks on the heart")."""
+COMPARATIVES = (("rather", "than"), ("more", "than"), ("better", "than"), ("instead", "of"))
+
+
+def _party(word: Word) -> str | None:
+    """The party a word names: a name, a pronoun's person, or a person word; else None."""
+    if word.name:
+        return word.key
+    return PRONOUN_PARTIES.get(word.text) or (word.key if word.text in PERSON_WORDS else None)
+
+
+def _party_pairs(reading: Wording) -> set[tuple[str, str, str]]:
+    """(party, "after", the nearest content word after it in the same clause) for every party: what it does;
+    for a pronoun also (party, "before", the nearest content word before it): what is done to or for it
+    ("made him", "for us")."""
     pairs = set()
     words = reading.words
+    pronouns = set(PRONOUN_PARTIES)
     for index, word in enumerate(words):
-        if not word.name:
+        party = _party(word)
+        if party is None:
             continue
-        for direction, step in (("after", 1), ("before", -1)):
+        directions = (("after", 1), ("before", -1)) if word.text in pronouns else (("after", 1),)
+        for direction, step in directions:
             other = index + step
             while 0 <= other < len(words) and words[other].clause == word.clause:
-                if words[other].content and not words[other].name:
-                    pairs.add((word.key, direction, words[other].key))
+                if words[other].content and _party(words[other]) is None:
+                    pairs.add((party, direction, words[other].key))
                     break
                 other += step
     return pairs
 
 
-def _swapped_agents(reference: Wording, reading: Wording) -> str | None:
-    """A word the answer ties to one of the reference's names while the reference ties it to another."""
-    names = reference.names()
-    theirs = _agent_pairs(reference)
-    for name, direction, word in _agent_pairs(reading):
-        if name not in names or (name, direction, word) in theirs:
+def _comparisons(reading: Wording) -> set[tuple[str, str]]:
+    """(preferred, dispreferred) content words around "rather than", "more than", "instead of", ..."""
+    words = reading.words
+    found = set()
+    for index in range(len(words) - 1):
+        if (words[index].text, words[index + 1].text) not in COMPARATIVES:
             continue
-        if any(other != name and (other, direction, word) in theirs for other in names):
-            return word
+        before = [word.key for word in words[:index] if word.content and word.text not in ("rather", "more")]
+        after = [word.key for word in words[index + 2 :] if word.content]
+        if before and after:
+            found.add((before[-1], after[0]))
+    return found
+
+
+def _party_order(reading: Wording) -> list[str]:
+    order: list[str] = []
+    for word in reading.words:
+        party = _party(word)
+        if party is not None and party not in order:
+            order.append(party)
+    return order
+
+
+def _swapped_agents(reference: Wording, reading: Wording) -> str | None:
+    """Who-did-what turned round against ``reference``: a word the answer ties to one party while the
+    reference ties it to another ("God died for us" against "Christ died for us"; "their lives" against "his
+    life"), clauses opened by the reference's openers with each other's words ("death entered ... sin
+    came" against "sin entered ... death"), or a comparison turned round ("sacrifice rather than mercy").
+    A pronoun may stand for a name ("his love" is God's), so pronouns are weighed only against pronouns.
+    Returns the word at the swap, or None."""
+    pronouns = set(PRONOUN_PARTIES.values())
+    parties = set(_party_order(reference))
+    ours = set(_party_order(reading))
+    theirs = _party_pairs(reference)
+    for party, direction, word in _party_pairs(reading):
+        is_pronoun = party in pronouns
+        if (party not in parties and not is_pronoun) or (party, direction, word) in theirs:
+            continue
+        for other in parties - {party}:
+            if (other in pronouns) != is_pronoun or (other, direction, word) not in theirs:
+                continue
+            # "my redeemer" against "his redeemer" is a quotation told as a report, not a swap: across
+            # grammatical persons both parties must stand in both texts.
+            same_person = (party in THIRD_PERSON) == (other in THIRD_PERSON)
+            if not is_pronoun or same_person or {party, other} <= parties & ours:
+                return word
+    for preferred, dispreferred in _comparisons(reading):
+        if preferred != dispreferred and (dispreferred, preferred) in _comparisons(reference):
+            return preferred
+    return _clause_head_swap(reference, reading)
+
+
+def _clause_roles(reading: Wording) -> set[tuple[str, str]]:
+    """(first content word, another content word) of every clause: roughly, who does or gets what ("sin
+    entered", "man looks ... outward")."""
+    clauses: dict[int, list[str]] = {}
+    for word in reading.words:
+        if word.content:
+            clauses.setdefault(word.clause, []).append(word.key)
+    return {(keys[0], key) for keys in clauses.values() for key in keys[1:] if key != keys[0]}
+
+
+def _clause_head_swap(reference: Wording, reading: Wording) -> str | None:
+    """The answer opens its clauses with the reference's clause openers, but each with the other's words
+    ("death entered the world ... sin came through death" against "sin entered the world ... death through
+    sin"; "the Lord looks on the outward appearance, but man ..." against "man looks on the outward
+    appearance, but the Lord ...")."""
+    theirs = _clause_roles(reference)
+    ours = _clause_roles(reading)
+    heads = {first for first, _ in theirs}
+    if len(heads & {first for first, _ in ours}) < 2:
+        return None
+    for first, other in ours:
+        moved = first in heads and (first, other) not in theirs and (other, first) not in theirs
+        if moved and any(head != first and (head, other) in theirs for head in heads):
+            return other
     return None
 
 

@@ -73,7 +73,7 @@ def _mentions(lexicon: Lexicon, text: str) -> dict[str, bool]:
     found: dict[str, bool] = {}
     for concept in lexicon.concepts.values():
         for keys in concept.form_keys:
-            for start in reading.find_run(list(keys)):
+            for start in reading.find_stem_run(list(keys)):
                 found[concept.id] = found.get(concept.id, False) or not reading.words[start].negated
     return found
 
@@ -99,7 +99,7 @@ def _parse_lexicon(text: str, where: str) -> Lexicon:
     concepts: dict[str, Concept] = {}
     for concept_id, entry in raw.items():
         forms = tuple(entry.get("forms") or ())
-        keys = tuple(tuple(Wording.of(form).keys) for form in forms if Wording.of(form).keys)
+        keys = tuple(tuple(Wording.of(form).stems) for form in forms if Wording.of(form).stems)
         if not keys:
             raise DataError(f"{where}: concept {concept_id!r} has no forms; give it at least one")
         concepts[concept_id] = Concept(concept_id, entry.get("label", concept_id), forms, keys)

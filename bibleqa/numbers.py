@@ -51,6 +51,8 @@ SCORES = {"score": 1, "threescore": 3, "fourscore": 4}
 """A score is twenty; "threescore" and "fourscore" are written as one word."""
 SCALES = {"hundred": 100, "hundredth": 100, "thousand": 1000, "thousandth": 1000}
 _ARTICLES = ("a", "an")
+_PRONOUN_ONE_AFTER = frozenset({"no", "every", "any", "some", "each", "the", "that", "this", "which", "such"})
+""""one" after these words is a pronoun ("no one", "the one ... the other"), as it is before "another"."""
 _ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
 
 
@@ -93,7 +95,11 @@ def number_runs(words: Sequence[str]) -> list[NumberRun]:
             index += 1
             continue
         leading_article = token in _ARTICLES and index + 1 < len(words) and words[index + 1] in SCALES
-        if not (_is_number_word(token) or leading_article):
+        pronoun = token == "one" and (
+            (index > 0 and words[index - 1] in _PRONOUN_ONE_AFTER)
+            or (index + 1 < len(words) and words[index + 1] == "another")
+        )
+        if pronoun or not (_is_number_word(token) or leading_article):
             index += 1
             continue
         end = index + 1

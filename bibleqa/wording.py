@@ -4,14 +4,15 @@ negation and list structure.
 ``Wording.of(text)`` reads a text once (cached) into ``Word`` s:
 
 * ``key``: the word's comparison key (``bibleqa.text.word_key``: KJV forms mapped to modern ones, then
-  stemmed); a number, in digits or words, becomes one word keyed by its value (``"#430"``, an ordinal
-  ``"#7th"``; ``bibleqa.numbers``).
+  stemmed, one word family as one); ``stem`` the same without merging word families (for the lexicon);
+  a number, in digits or words, becomes one word keyed by its value (``"#430"``, an ordinal ``"#7th"``;
+  ``bibleqa.numbers``).
 * ``content``: not a function word (``bibleqa.text.STOP_WORDS``) and not a negation.
 * ``name``: a proper name: a word the KJV writes capitalised mid-sentence (Noah, Sinai, God), or a
   capitalised word the KJV does not have at all (a modern spelling).
-* ``negated``: inside the scope of a negation: the ``NEGATION_SCOPE`` words after "not", "no", "never",
-  "without", ... in the same clause ("not by works"), or the words before "no more" / "no longer"
-  ("remember their sin no more").  A clause ends at punctuation and at "but", "yet", "though", ...
+* ``negated``: inside the scope of a negation: the ``NEGATION_SCOPE`` content words after "not", "no",
+  "never", "without", ... in the same clause ("not by works"), or the content words before "no more" /
+  "no longer" ("remember their sin no more").  A clause ends at punctuation and at "but", "yet", "though", ...
 * ``segment`` and ``joiner``: the answer cut into list items at ``, ; / & ( )`` and at "and", "or",
   "either", "perhaps", ...; ``joiner`` is what opened the word's item ("Noah or Moses": Moses is in
   segment 1, opened by "or").  ``bibleqa.metrics`` uses this to tell a hedge from an elaboration.
@@ -36,11 +37,12 @@ from dataclasses import dataclass
 
 from bibleqa.numbers import number_runs
 from bibleqa.scripture import kjv_verses
-from bibleqa.text import NEGATORS, STOP_WORDS, token_spans, word_key
+from bibleqa.text import NEGATORS, STOP_WORDS, stem_key, token_spans, word_key
 
-NEGATION_SCOPE = 4
-"""How many words after a negation it governs (within its clause): "should not perish but" negates
-"perish"; "not by works, lest" negates "works"."""
+NEGATION_SCOPE = 3
+"""How many content words after a negation it governs, within its clause: "should not perish but" negates
+"perish"; "not by works, lest" negates "works"; "no one can serve two masters" and "nobody can serve two
+masters" both negate "serve", "two" and "masters"."""
 
 CLAUSE_WORDS = frozenset("but yet though although whereas except rather instead however".split())
 LIST_WORDS = frozenset("and or nor either neither perhaps maybe possibly probably".split())
@@ -55,6 +57,7 @@ class Word:
 
     text: str
     key: str
+    stem: str
     content: bool
     name: bool
     negated: bool
@@ -82,6 +85,11 @@ class Wording:
         """Every word's key, in order (function words included)."""
         return [word.key for word in self.words]
 
+    @property
+    def stems(self) -> list[str]:
+        """Every word's stem (``bibleqa.text.stem_key``: no word families merged), in order."""
+        return [word.stem for word in self.words]
+
     def content_keys(self, *, affirmed_only: bool = False) -> set[str]:
         """Keys of the content words (only those outside a negation's scope with ``affirmed_only``)."""
         return {word.key for word in self.words if word.content and not (affirmed_only and word.negated)}
@@ -107,12 +115,12 @@ class Wording:
             if sequence[start : start + width] == keys:
                 yield positions[start]
 
-    def find_run(self, keys: list[str]) -> Iterator[int]:
-        """Start indexes where ``keys`` occur as consecutive words (function words included)."""
-        sequence = self.keys
-        width = len(keys)
+    def find_stem_run(self, stems: list[str]) -> Iterator[int]:
+        """Start indexes where ``stems`` occur as consecutive word stems (function words included)."""
+        sequence = self.stems
+        width = len(stems)
         for start in range(len(sequence) - width + 1 if width else 0):
-            if sequence[start : start + width] == keys:
+            if sequence[start : start + width] == stems:
                 yield start
 
 
@@ -160,7 +168,7 @@ def _read(text: str) -> Wording:
         run = runs.get(index)
         if run is not None:
             key = f"#{run.value}th" if run.ordinal else f"#{run.value}"
-            raw.append({"text": " ".join(lowered[run.start : run.end]), "key": key, "content": True,
+            raw.append({"text": " ".join(lowered[run.start : run.end]), "key": key, "stem": key, "content": True,
                         "name": False, "negation": False, "number": run.value, "ordinal": run.ordinal,
                         "clause": clause, "segment": segment, "joiner": joiner})  # fmt: skip
             index = run.end
@@ -171,7 +179,8 @@ def _read(text: str) -> Wording:
             and lower.isalpha()
             and (lower in names or (not starts_sentence and lower not in vocabulary and lower not in STOP_WORDS))
         )
-        raw.append({"text": lower, "key": word_key(lower, index > 0 and lowered[index - 1] == "thou"),
+        after_thou = index > 0 and lowered[index - 1] == "thou"
+        raw.append({"text": lower, "key": word_key(lower, after_thou), "stem": stem_key(lower, after_thou),
                     "content": lower not in STOP_WORDS and lower not in NEGATORS and lower not in LIST_WORDS,
                     "name": is_name, "negation": lower in NEGATORS, "number": None, "ordinal": False,
                     "clause": clause, "segment": segment, "joiner": joiner})  # fmt: skip
@@ -187,12 +196,10 @@ def _negation_scopes(raw: list[dict]) -> set[int]:
         if not entry["negation"]:
             continue
         following = raw[index + 1]["text"] if index + 1 < len(raw) else ""
-        if (entry["text"], following) in BACKWARD_NEGATIONS:
-            scope = range(index - 1, max(-1, index - 1 - NEGATION_SCOPE), -1)
-        else:
-            scope = range(index + 1, min(len(raw), index + 1 + NEGATION_SCOPE))
-        for other in scope:
-            if raw[other]["clause"] != entry["clause"]:
-                break
+        step = -1 if (entry["text"], following) in BACKWARD_NEGATIONS else 1
+        governed, other = 0, index + step
+        while 0 <= other < len(raw) and raw[other]["clause"] == entry["clause"] and governed < NEGATION_SCOPE:
             negated.add(other)
+            governed += raw[other]["content"]
+            other += step
     return negated
