@@ -324,8 +324,8 @@ def _judge_phrase(gold: Gold, reading: Wording) -> Judgement:
     if on_topic < OFF_TOPIC:
         return Judgement(False, off_topic=True, reason=f"off topic ({on_topic:.2f} of its words from the gold)")
     covered = [
-        text
-        for text, size in references
+        (text, index < len(alternatives))  # (wording, one of the gold's own wordings?)
+        for index, (text, size) in enumerate(references)
         if size and len(answer_keys & (text.content_keys() - question)) / size >= COVERAGE
     ]
     if not covered:
@@ -333,18 +333,36 @@ def _judge_phrase(gold: Gold, reading: Wording) -> Judgement:
     if on_topic < ON_TOPIC:
         return Judgement(False, reason=f"off topic ({on_topic:.2f} of its words from the gold)")
     # An answer that reuses the gold's words closely but turns who-did-what round is a swap; a paraphrase in
-    # its own words reorders freely, so only close rewordings are checked, against the gold wording (answer
-    # or alias) the answer covers best: the aliases may order the parties otherwise.  The verses' text is
-    # the reference only when no gold wording is covered.
-    if on_topic >= CLOSE_REWORDING:
-        size = dict(references)
-        closest = max(
-            covered, key=lambda text: (text is not verses, len(answer_keys & text.content_keys()) / size[text])
-        )
-        swapped = _swapped_agents(closest, reading)
+    # its own words reorders freely, so only close rewordings are checked, against the gold wordings (answer
+    # or aliases) closest to the answer (by shared words): the aliases may order the parties otherwise.  The
+    # verses' text is the reference only when no gold wording is covered.
+    if on_topic >= CLOSE_REWORDING and not any(_same_wording(text, reading) for text, _ in covered):
+        similarity = {id(text): _jaccard(answer_keys, text.content_keys() - question) for text, _ in covered}
+        best = max((is_gold, similarity[id(text)]) for text, is_gold in covered)
+        closest = [text for text, is_gold in covered if (is_gold, similarity[id(text)]) == best]
+        swapped = next((word for text in closest if (word := _swapped_agents(text, reading))), None)
         if swapped:
             return Judgement(False, swapped=True, reason=f"swapped agents around {swapped!r}")
     return Judgement(True, reason="states the gold's content")
+
+
+def _same_wording(reference: Wording, reading: Wording) -> bool:
+    """The answer says what ``reference`` says, in its order: its content words and the reference's share a
+    common subsequence of at least 90 % of the longer (the gold quoted, an alias, a KJV verse)."""
+    ours = [word.key for word in reading.words if word.content]
+    theirs = [word.key for word in reference.words if word.content]
+    longest = [0] * (len(theirs) + 1)
+    for key in ours:
+        previous = 0
+        for column, other in enumerate(theirs, start=1):
+            current = longest[column]
+            longest[column] = previous + 1 if key == other else max(longest[column], longest[column - 1])
+            previous = current
+    return longest[-1] >= 0.9 * max(len(ours), len(theirs), 1)
+
+
+def _jaccard(first: set[str], second: set[str]) -> float:
+    return len(first & second) / len(first | second) if first | second else 0.0
 
 
 def _hedges(reading: Wording) -> bool:
@@ -467,10 +485,12 @@ def _swapped_agents(reference: Wording, reading: Wording) -> str | None:
         for other in parties - {party}:
             if (other in pronouns) != is_pronoun or (other, direction, word) not in theirs:
                 continue
-            # "my redeemer" against "his redeemer" is a quotation told as a report, not a swap: across
-            # grammatical persons both parties must stand in both texts.
-            same_person = (party in THIRD_PERSON) == (other in THIRD_PERSON)
-            if not is_pronoun or same_person or {party, other} <= parties & ours:
+            # "my redeemer" against "his redeemer", "ye are saved" against "we are saved": a quotation told
+            # as a report, not a swap.  Two pronouns clash when both are third persons ("their lives"
+            # against "his life") or both stand in both texts ("made us ... for him" against "made him ...
+            # for us").
+            third_persons = party in THIRD_PERSON and other in THIRD_PERSON
+            if not is_pronoun or third_persons or {party, other} <= parties & ours:
                 return word
     for preferred, dispreferred in _comparisons(reading):
         if preferred != dispreferred and (dispreferred, preferred) in _comparisons(reference):

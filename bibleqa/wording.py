@@ -12,7 +12,8 @@ negation and list structure.
   capitalised word the KJV does not have at all (a modern spelling).
 * ``negated``: inside the scope of a negation: the ``NEGATION_SCOPE`` content words after "not", "no",
   "never", "without", ... in the same clause ("not by works"), or the content words before "no more" /
-  "no longer" ("remember their sin no more").  A clause ends at punctuation and at "but", "yet", "though", ...
+  "no longer" ("remember their sin no more"); a negation in a question is rhetorical and governs nothing
+  ("Know ye not that ...?").  A clause ends at punctuation and at "but", "yet", "though", ...
 * ``segment`` and ``joiner``: the answer cut into list items at ``, ; / & ( )`` and at "and", "or",
   "either", "perhaps", ...; ``joiner`` is what opened the word's item ("Noah or Moses": Moses is in
   segment 1, opened by "or").  ``bibleqa.metrics`` uses this to tell a hedge from an elaboration.
@@ -67,6 +68,7 @@ class Word:
     clause: int
     segment: int
     joiner: str
+    sentence: int
 
 
 @dataclass(frozen=True)
@@ -151,12 +153,16 @@ def _read(text: str) -> Wording:
     runs = {run.start: run for run in number_runs(lowered)}
     names, vocabulary = kjv_names(), kjv_vocabulary()
     raw: list[dict] = []
-    clause = segment = 0
+    clause = segment = sentence = 0
     joiner = ""
+    ends: list[str] = []  # how each sentence ends: ".", "!" or "?"
     index = 0
     while index < len(spans):
         word, before = spans[index]
         lower = lowered[index]
+        if index and (end := re.findall(r"[.!?]", before)):
+            ends.append(end[-1])
+            sentence += 1
         if index and (CLAUSE_PUNCTUATION.search(before) or lower in CLAUSE_WORDS):
             clause += 1
         if index and (LIST_PUNCTUATION.search(before) or lower in LIST_WORDS):
@@ -170,7 +176,7 @@ def _read(text: str) -> Wording:
             key = f"#{run.value}th" if run.ordinal else f"#{run.value}"
             raw.append({"text": " ".join(lowered[run.start : run.end]), "key": key, "stem": key, "content": True,
                         "name": False, "negation": False, "number": run.value, "ordinal": run.ordinal,
-                        "clause": clause, "segment": segment, "joiner": joiner})  # fmt: skip
+                        "clause": clause, "segment": segment, "joiner": joiner, "sentence": sentence})  # fmt: skip
             index = run.end
             continue
         starts_sentence = index == 0 or bool(re.search(r"[.!?]", before))
@@ -183,17 +189,20 @@ def _read(text: str) -> Wording:
         raw.append({"text": lower, "key": word_key(lower, after_thou), "stem": stem_key(lower, after_thou),
                     "content": lower not in STOP_WORDS and lower not in NEGATORS and lower not in LIST_WORDS,
                     "name": is_name, "negation": lower in NEGATORS, "number": None, "ordinal": False,
-                    "clause": clause, "segment": segment, "joiner": joiner})  # fmt: skip
+                    "clause": clause, "segment": segment, "joiner": joiner, "sentence": sentence})  # fmt: skip
         index += 1
-    negated = _negation_scopes(raw)
+    ends.append((re.findall(r"[.!?]", text[text.rfind(spans[-1][0]) :]) or ["."])[-1] if spans else ".")
+    questions = {number for number, end in enumerate(ends) if end == "?"}
+    negated = _negation_scopes(raw, questions)
     return Wording(text, tuple(Word(negated=index in negated, **entry) for index, entry in enumerate(raw)))
 
 
-def _negation_scopes(raw: list[dict]) -> set[int]:
-    """Indexes of the words a negation governs (see the module docstring)."""
+def _negation_scopes(raw: list[dict], questions: set[int]) -> set[int]:
+    """Indexes of the words a negation governs (see the module docstring).  A negation in a question is
+    rhetorical and governs nothing ("Know ye not that your body is the temple of the Holy Ghost?")."""
     negated: set[int] = set()
     for index, entry in enumerate(raw):
-        if not entry["negation"]:
+        if not entry["negation"] or entry["sentence"] in questions:
             continue
         following = raw[index + 1]["text"] if index + 1 < len(raw) else ""
         step = -1 if (entry["text"], following) in BACKWARD_NEGATIONS else 1
