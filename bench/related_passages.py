@@ -76,7 +76,7 @@ def build_case(item: QAItem, scenario: str, retrieval_k: int) -> Case:
     return Case(item, base, query, found, links_back, near, gold)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _verses(reference: str) -> tuple[int, ...]:
     return verse_ids(reference, strict=False)
 

@@ -33,15 +33,11 @@ import logging
 import dspy
 from pythonbible import format_single_reference
 
-from bibleqa.related import related_references
+from bibleqa.related import DEFAULT_RELATED_PASSAGES, related_references
 from bibleqa.retrieval import Passage, retrieve
 from bibleqa.scripture import parse_references
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_RELATED_PASSAGES = 15
-"""Related passages appended by default: with 3 retrieved and 1-2 cited verses they fill the 20 verses
-that recall counts.  On train (``bench/related_passages.py``) recall rises up to 15 and barely past it."""
 
 
 class AnswerBibleQuestion(dspy.Signature):

@@ -72,7 +72,6 @@ class VerseIndex:
             passages.append(Passage(verse_id, format_verse_id(verse_id), self._texts[int(position)], float(score)))
         return passages
 
-
     def scores(self, query: str, verse_ids: Iterable[int]) -> dict[int, float]:
         """The BM25 score of each of ``verse_ids`` for ``query``: 0.0 for a verse that shares no term with it
         (or for every verse, when ``query`` has no indexed term).  Unknown verse ids raise ``KeyError``."""
@@ -85,9 +84,7 @@ class VerseIndex:
         return {verse_id: float(every[position]) for verse_id, position in zip(wanted, positions, strict=True)}
 
     def _tokenize_terms(self, text: str) -> list[str]:
-        return self._bm25s.tokenize(
-            [text], stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False
-        )[0]
+        return self._bm25s.tokenize([text], stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False)[0]
 
 
 @functools.lru_cache(maxsize=1)

@@ -129,7 +129,12 @@ def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
     from bibleqa.program import build_program
 
     config = choice.config
-    program = build_program(int(config.get("retrieval_k", 3)), config.get("chain_of_thought", "False") == "True")
+    program = build_program(
+        int(config.get("retrieval_k", 3)),
+        config.get("chain_of_thought", "False") == "True",
+        # A run logged before the knob existed had no related-passages step: rebuild it as it was scored.
+        int(config.get("related_passages", 0)),
+    )
     with tempfile.TemporaryDirectory(prefix="bibleqa-pick-") as scratch:
         state = mlflow.artifacts.download_artifacts(
             artifact_uri=choice.program_uri, dst_path=scratch, tracking_uri=choice.tracking_uri
