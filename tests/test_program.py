@@ -95,7 +95,9 @@ def test_recall_with_the_true_cited_verses_is_earned_from_the_tsk():
         gold = {verse for reference in item.cross_references for verse in verse_ids(reference)}
         reachable = gold & {target for verse in own for target in cross_references(verse)}
         added = {verse for reference in pred.references[len(plain.references) :] for verse in verse_ids(reference)}
+        program_verses = {verse for reference in plain.references for verse in verse_ids(reference)}
         assert pred.references[: len(plain.references)] == plain.references
+        assert added <= {target for verse in program_verses for target in cross_references(verse)} - program_verses
         assert gold & added <= reachable  # what the step earns, it earns through the TSK
         recalls.append(cross_reference_recall(item.to_example(), pred))
         assert recalls[-1] >= cross_reference_recall(item.to_example(), plain)
