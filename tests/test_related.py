@@ -30,10 +30,19 @@ def documented_order(references: list[str], query: str) -> list[int]:
         target: min(rank for verse, rank in rank_of.items() if target in cross_references(verse))
         for target in neighbours
     }
-    bm25 = verse_index().scores(query, neighbours)
-    best = max(bm25.values()) or 1.0  # a query with no indexed word: every similarity is 0
+    bm25 = verse_index().scores(query, neighbours | set(rank_of))
+    best = max(bm25[target] for target in neighbours) or 1.0  # a query with no indexed word: all 0
+    best_source = max(bm25[verse] for verse in rank_of) or 1.0
+    source_similarity = {
+        target: max(bm25[verse] for verse in rank_of if target in cross_references(verse)) / best_source
+        for target in neighbours
+    }
     score = {
-        target: bm25[target] / best + 0.5 * (votes[target] - 1) - 0.5 * source_rank[target] for target in neighbours
+        target: bm25[target] / best
+        + 0.5 * (votes[target] - 1)
+        + 0.75 * source_similarity[target]
+        - 0.25 * source_rank[target]
+        for target in neighbours
     }
     return sorted(neighbours, key=lambda target: (-score[target], target))
 
