@@ -47,19 +47,24 @@ def documented_order(references: list[str], query: str) -> list[int]:
     return sorted(neighbours, key=lambda target: (-score[target], target))
 
 
-def test_the_expansion_is_the_tsk_neighbours_of_the_cited_verses_in_the_documented_order():
-    sources = {verse for reference in REFERENCES for verse in verse_ids(reference)}
-    neighbours = {target for verse in sources for target in cross_references(verse)} - sources
-    expected = documented_order(REFERENCES, QUERY)
-    assert len(neighbours) > 40  # a real test of the order: the three verses have many neighbours
+# Samson's death first (it matches nothing in the question), then the ark: both list Matthew 24:38.
+OFF_TOPIC_FIRST = ["Judges 16:30", "Genesis 6:14"]
 
-    found = related_verses(REFERENCES, QUERY, limit=1000)
+
+@pytest.mark.parametrize("references", [REFERENCES, OFF_TOPIC_FIRST], ids=["ark", "off-topic-first"])
+def test_the_expansion_is_the_tsk_neighbours_of_the_cited_verses_in_the_documented_order(references):
+    sources = {verse for reference in references for verse in verse_ids(reference)}
+    neighbours = {target for verse in sources for target in cross_references(verse)} - sources
+    expected = documented_order(references, QUERY)
+    assert len(neighbours) > 20  # a real test of the order: the verses have many neighbours
+
+    found = related_verses(references, QUERY, limit=1000)
     assert found == expected
     assert set(found) == neighbours
     assert len(found) == len(set(found))  # no duplicates
     assert not set(found) & sources  # none of the program's own verses
-    assert related_verses(REFERENCES, QUERY, limit=7) == expected[:7]
-    assert related_references(REFERENCES, QUERY, limit=3) == [format_verse_id(verse) for verse in expected[:3]]
+    assert related_verses(references, QUERY, limit=7) == expected[:7]
+    assert related_references(references, QUERY, limit=3) == [format_verse_id(verse) for verse in expected[:3]]
 
 
 @pytest.mark.parametrize("limit", [0, -3])
