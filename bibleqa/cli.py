@@ -93,6 +93,7 @@ def _train(args: argparse.Namespace) -> int:
         max_labeled_demos=args.max_labeled_demos,
         retrieval_k=args.retrieval_k,
         chain_of_thought=args.chain_of_thought,
+        related_passages=args.related_passages,
     )
     with lm_from_flags(args) as choice:
         result = run_training(
@@ -120,6 +121,7 @@ def _serve_lm(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from bibleqa.local_lm import DEFAULT_N_CTX
+    from bibleqa.related import DEFAULT_RELATED_PASSAGES
     from bibleqa.tracking import DEFAULT_EXPERIMENT
 
     parser = argparse.ArgumentParser(prog="bibleqa", description="Bible QA with DSPy, tracked in MLflow.")
@@ -137,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-bootstrapped-demos", type=int, default=2)
     train.add_argument("--max-labeled-demos", type=int, default=2)
     train.add_argument("--retrieval-k", type=int, default=3, help="BM25 passages given to the LM")
+    train.add_argument(
+        "--related-passages",
+        type=int,
+        default=DEFAULT_RELATED_PASSAGES,
+        help=f"TSK cross references of the cited verses added to the references (0: off; default "
+        f"{DEFAULT_RELATED_PASSAGES})",
+    )
     train.add_argument("--chain-of-thought", action="store_true", help="let the LM reason first (never scored)")
     train.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
     train.add_argument(

@@ -16,6 +16,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bibleqa.scripture import format_verse_id, kjv_verses
@@ -45,6 +46,7 @@ class VerseIndex:
         started = time.perf_counter()
         verses = kjv_verses()
         self._ids = list(verses)
+        self._positions = {verse_id: position for position, verse_id in enumerate(self._ids)}
         self._texts = list(verses.values())
         self._bm25s = bm25s
         self._retriever = bm25s.BM25()
@@ -69,6 +71,20 @@ class VerseIndex:
             verse_id = self._ids[int(position)]
             passages.append(Passage(verse_id, format_verse_id(verse_id), self._texts[int(position)], float(score)))
         return passages
+
+    def scores(self, query: str, verse_ids: Iterable[int]) -> dict[int, float]:
+        """The BM25 score of each of ``verse_ids`` for ``query``: 0.0 for a verse that shares no term with it
+        (or for every verse, when ``query`` has no indexed term).  Unknown verse ids raise ``KeyError``."""
+        wanted = list(verse_ids)
+        positions = [self._positions[verse_id] for verse_id in wanted]
+        terms = self._retriever.get_tokens_ids(self._tokenize_terms(query))
+        if not terms or not wanted:
+            return dict.fromkeys(wanted, 0.0)
+        every = self._retriever.get_scores(terms)
+        return {verse_id: float(every[position]) for verse_id, position in zip(wanted, positions, strict=True)}
+
+    def _tokenize_terms(self, text: str) -> list[str]:
+        return self._bm25s.tokenize([text], stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False)[0]
 
 
 @functools.lru_cache(maxsize=1)

@@ -34,6 +34,7 @@ from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check
 from bibleqa.metrics import LOGGED_METRICS, BootstrapMetric
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, compile_program
 from bibleqa.program import build_program
+from bibleqa.related import DEFAULT_RELATED_PASSAGES
 from bibleqa.tracking import (
     DEFAULT_EXPERIMENT,
     ensure_experiment,
@@ -49,6 +50,10 @@ DEFAULT_VALSET_SIZE = 16
 """Train examples after the first ``train_size`` that random search and MIPROv2 score candidates on."""
 
 
+_NON_NEGATIVE = ("train_size", "max_bootstrapped_demos", "max_labeled_demos", "retrieval_k", "related_passages",
+                 "valset_size")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What to compile and how; the same names as the CLI flags' config keys and the MLflow params."""
@@ -61,6 +66,7 @@ class TrainConfig:
     num_candidate_programs: int = 2
     retrieval_k: int = 3
     chain_of_thought: bool = False
+    related_passages: int = DEFAULT_RELATED_PASSAGES
     bootstrap_metric: str = "composite_score"
     bootstrap_threshold: float = 0.5
     valset_size: int = DEFAULT_VALSET_SIZE
@@ -70,7 +76,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "optimizer", canonical_optimizer(self.optimizer))
-        for name in ("train_size", "max_bootstrapped_demos", "max_labeled_demos", "retrieval_k", "valset_size"):
+        for name in _NON_NEGATIVE:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, but got {getattr(self, name)}")
         if self.train_size < 1:
@@ -116,6 +122,7 @@ def run_params(
         "val_size": len(dataset.dev),
         "retrieval_k": config.retrieval_k,
         "chain_of_thought": config.chain_of_thought,
+        "related_passages": config.related_passages,
         "bootstrap_metric": config.bootstrap_metric,
         "bootstrap_threshold": config.bootstrap_threshold,
         "seed": config.seed,
@@ -135,7 +142,7 @@ def compile_and_evaluate(
 
     trainset = dataset.examples("train", config.train_size)
     valset = dataset.examples("train")[config.train_size : config.train_size + config.valset_size]
-    program = build_program(config.retrieval_k, config.chain_of_thought)
+    program = build_program(config.retrieval_k, config.chain_of_thought, config.related_passages)
     metric = BootstrapMetric(config.bootstrap_metric, config.bootstrap_threshold)
     with dspy.context(lm=lm, adapter=adapter):
         started = time.perf_counter()

@@ -122,7 +122,7 @@ def rebuild_program(record: TrialRecord, trial: TrialConfig) -> Any:
     """The trial's compiled program, rebuilt from its carried DSPy JSON state (never from a pickle)."""
     from bibleqa.program import build_program
 
-    program = build_program(trial.retrieval_k, trial.chain_of_thought)
+    program = build_program(trial.retrieval_k, trial.chain_of_thought, trial.related_passages)
     with tempfile.TemporaryDirectory(prefix="bibleqa-state-") as scratch:
         state = Path(scratch) / "program.json"
         state.write_text(record.artifacts["program.json"], encoding="utf-8")

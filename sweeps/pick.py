@@ -126,10 +126,9 @@ def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
     import mlflow
 
     from bibleqa.lm import health_check, lm_context
-    from bibleqa.program import build_program
 
     config = choice.config
-    program = build_program(int(config.get("retrieval_k", 3)), config.get("chain_of_thought", "False") == "True")
+    program = program_from_params(config)
     with tempfile.TemporaryDirectory(prefix="bibleqa-pick-") as scratch:
         state = mlflow.artifacts.download_artifacts(
             artifact_uri=choice.program_uri, dst_path=scratch, tracking_uri=choice.tracking_uri
@@ -139,6 +138,22 @@ def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
     settings = health_check(replace(settings, model_format=model_format))
     with lm_context(settings):
         return program(question=question)
+
+
+def program_from_params(params: dict[str, str]) -> Any:
+    """A fresh program with the knobs a run logged as MLflow params (strings); load its state next.
+
+    >>> program_from_params({"retrieval_k": "2", "chain_of_thought": "False", "related_passages": "5"}).related_passages
+    5
+    """
+    from bibleqa.program import build_program
+
+    return build_program(
+        int(params.get("retrieval_k", 3)),
+        params.get("chain_of_thought", "False") == "True",
+        # A run logged before the knob existed had no related-passages step: rebuild it as it was scored.
+        int(params.get("related_passages", 0)),
+    )
 
 
 def _find_sweep(client: Any, experiment_id: str, sweep: str) -> Any:

@@ -13,6 +13,7 @@ A file is flat YAML (Ray's MLflow callback would turn nesting into ``a/b`` names
         max_rounds: 1
     train_size: {int: [8, 32], step: 8}
     retrieval_k: {choice: [0, 1, 3]}
+    related_passages: {choice: [0, 5, 10, 15]}   # TSK neighbours of the cited verses; 0 turns them off
     chain_of_thought: false
     model_format: completion
 
@@ -40,10 +41,12 @@ from typing import Any
 from bibleqa.errors import UserError
 from bibleqa.metrics import METRICS
 from bibleqa.optimizers import MIPRO_AUTO, OPTIMIZER_PARAMS, canonical_optimizer
+from bibleqa.related import DEFAULT_RELATED_PASSAGES
 
 KNOB_DEFAULTS: dict[str, Any] = {
     "train_size": 16,
     "retrieval_k": 3,
+    "related_passages": DEFAULT_RELATED_PASSAGES,
     "chain_of_thought": False,
     "model_format": None,  # None: the LM's default format (completion for the bundled LM, chat for LM Studio)
     "bootstrap_metric": "composite_score",
@@ -64,6 +67,7 @@ _INT_BOUNDS = {
     "num_trials": (1, 100),
     "train_size": (1, 10_000),
     "retrieval_k": (0, 10),
+    "related_passages": (0, 20),  # recall counts only the first 20 verses: more than 20 can never help
 }
 _CHOICES = {
     "auto": (*MIPRO_AUTO, None),

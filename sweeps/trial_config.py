@@ -20,6 +20,7 @@ from typing import Any
 from bibleqa.errors import UserError
 from bibleqa.lm import LMSettings
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, optimizer_params
+from bibleqa.related import DEFAULT_RELATED_PASSAGES
 from bibleqa.train import TrainConfig
 from sweeps.space import PROGRAM_KNOBS
 
@@ -34,6 +35,7 @@ class TrialConfig:
     params: dict[str, Any] = field(default_factory=dict)
     train_size: int = 16
     retrieval_k: int = 3
+    related_passages: int = DEFAULT_RELATED_PASSAGES
     chain_of_thought: bool = False
     model_format: str | None = None
     bootstrap_metric: str = "composite_score"
@@ -64,6 +66,7 @@ class TrialConfig:
             "train_size": self.train_size,
             "num_examples": self.train_size,
             "retrieval_k": self.retrieval_k,
+            "related_passages": self.related_passages,
             "chain_of_thought": self.chain_of_thought,
             "bootstrap_metric": self.bootstrap_metric,
             "bootstrap_threshold": self.bootstrap_threshold,
@@ -85,6 +88,7 @@ class TrialConfig:
             optimizer=self.optimizer,
             train_size=self.train_size,
             retrieval_k=self.retrieval_k,
+            related_passages=self.related_passages,
             chain_of_thought=self.chain_of_thought,
             bootstrap_metric=self.bootstrap_metric,
             bootstrap_threshold=self.bootstrap_threshold,

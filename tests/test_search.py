@@ -9,6 +9,7 @@ import pytest
 
 from bibleqa.errors import UserError
 from bibleqa.optimizers import OPTIMIZER_PARAMS
+from bibleqa.related import DEFAULT_RELATED_PASSAGES
 from sweeps.search import DefineByRunSpace, make_searcher
 from sweeps.space import load_space
 from sweeps.trial_config import TrialConfig
@@ -67,3 +68,12 @@ def test_trial_config_is_the_one_conversion():
         TrialConfig.from_ray({"optimizer": "LabeledFewShot", "max_rounds": 2})
     mipro = TrialConfig.from_ray({"optimizer": "MIPROv2", "auto": "light"}).to_train_config()
     assert mipro.optimizer_params()["auto"] == "light"
+
+
+def test_related_passages_goes_from_the_space_to_the_trial_and_the_training_config():
+    configs = sample(DefineByRunSpace(SPACE, seed=3), 20, seed=2)
+    assert {config["related_passages"] for config in configs} == {0, 5, 10, 15}  # default.yaml's choices
+    trial = TrialConfig.from_ray({"optimizer": "LabeledFewShot", "related_passages": 5})
+    assert trial.as_params()["related_passages"] == 5
+    assert trial.to_train_config().related_passages == 5
+    assert TrialConfig.from_ray({"optimizer": "LabeledFewShot"}).related_passages == DEFAULT_RELATED_PASSAGES

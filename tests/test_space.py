@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bibleqa.related import DEFAULT_RELATED_PASSAGES
 from sweeps.space import SpaceError, load_space
 
 SPACES = sorted(Path(__file__).resolve().parent.parent.joinpath("search_spaces").glob("*.yaml"))
@@ -105,3 +106,28 @@ def test_validate_command_prints_every_problem_and_exits_2(tmp_path):
         [sys.executable, "-m", "sweeps.cli", "validate", str(SPACES[0])], capture_output=True, text=True
     )
     assert ok.returncode == 0 and "valid" in ok.stdout
+
+
+def test_related_passages_is_a_program_knob_from_0_to_20(tmp_path):
+    path = tmp_path / "space.yaml"
+    optimizers = "optimizers:\n  LabeledFewShot: {}\n"
+    path.write_text(optimizers + "related_passages: {choice: [0, 5, 20]}\n")
+    assert load_space(path).knobs["related_passages"].choices == (0, 5, 20)
+    path.write_text(optimizers + "related_passages: {int: [0, 20], step: 5}\n")
+    assert (load_space(path).knobs["related_passages"].low, load_space(path).knobs["related_passages"].high) == (0, 20)
+    path.write_text(optimizers)
+    assert load_space(path).knobs["related_passages"].value == DEFAULT_RELATED_PASSAGES  # on unless a space says
+
+    where = f"{path}: related_passages"
+    assert problems_of(tmp_path, optimizers + "related_passages: 21\n") == [
+        f"{where}: 21 is not allowed; allowed: integers from 0 to 20"
+    ]
+    assert problems_of(tmp_path, optimizers + "related_passages: {int: [0, 30]}\n") == [
+        f"{where}: range [0, 30] is out of bounds; allowed: integers from 0 to 20"
+    ]
+    assert problems_of(tmp_path, optimizers + "related_passages: {choice: [5, -1]}\n") == [
+        f"{where}: -1 is not allowed; allowed: integers from 0 to 20"
+    ]
+    assert problems_of(tmp_path, optimizers + "related_passages: {float: [0.5, 5.5]}\n") == [
+        f"{where}: a float range is not allowed; allowed: integers from 0 to 20"
+    ]

@@ -1,12 +1,15 @@
 """bibleqa.train: one tracked run against the real bundled LM, with a real ``mlflow server`` and with the
-local SQLite store."""
+local SQLite store; and ``bibleqa train``'s flags reaching the run's params, against a scripted FAKE LM."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dspy
@@ -16,14 +19,14 @@ import pytest
 from bibleqa.lm import LMSettings
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.train import TrainConfig, run_training
+from tests.fakes import EVERY_FIELD_ANSWER, chat_body
 from tests.helpers import SEED_COMPARISON, small_data
-
-pytestmark = [pytest.mark.lm, pytest.mark.slow]
-
 
 CONFIG = TrainConfig(optimizer="LabeledFewShot", train_size=4, max_labeled_demos=2, retrieval_k=1)
 
 
+@pytest.mark.lm
+@pytest.mark.slow
 def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, monkeypatch):
     settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion")
     result = run_training(
@@ -80,6 +83,8 @@ def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, m
     assert "Model: gemma-3-270m" in printed.getvalue()
 
 
+@pytest.mark.lm
+@pytest.mark.slow
 def test_no_file_the_run_writes_holds_the_api_key(local_lm, tmp_path, monkeypatch, dspy_cache_dir):
     planted = "sk-planted-bibleqa-7f3a9c1e"
     monkeypatch.setenv("LM_STUDIO_API_KEY", planted)
@@ -95,3 +100,25 @@ def test_no_file_the_run_writes_holds_the_api_key(local_lm, tmp_path, monkeypatc
     assert dspy_cache_dir.exists()  # so is the DSPy response cache
     leaks = [str(path) for path in written if planted.encode() in path.read_bytes()]
     assert leaks == []
+
+
+@pytest.mark.slow
+def test_the_related_passages_flag_reaches_the_run_and_its_references(scripted_lm, tmp_path):
+    fake = scripted_lm([(200, chat_body(EVERY_FIELD_ANSWER))])  # answers "Noah", cites Genesis 6:14
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = str(small_data(tmp_path, dev=2))
+    command = [sys.executable, "-m", "bibleqa.cli", "train", "--lm-base", fake.base_url, "--lm-model", "fake-model",
+               "--retries", "0", "--optimizer", "LabeledFewShot", "--num-examples", "2", "--retrieval-k", "1",
+               "--related-passages", "7", "--data", data, "--tracking-uri", uri]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("dspy_bible_qa").experiment_id])
+    assert run.data.params["related_passages"] == "7"
+    scores = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="question_scores.csv",
+                                                      tracking_uri=uri)).read_text()  # fmt: skip
+    for row in list(csv.DictReader(io.StringIO(scores))):
+        references = row["references"].split("; ")
+        assert references[0] == "Genesis 6:14"  # cited, then 1 retrieved (unless the same), then 7 related
+        assert len(references) in (1 + 1 + 7, 1 + 7)
