@@ -35,7 +35,7 @@ from pythonbible import format_single_reference
 
 from bibleqa.related import DEFAULT_RELATED_PASSAGES, related_references
 from bibleqa.retrieval import Passage, retrieve
-from bibleqa.scripture import parse_references
+from bibleqa.scripture import read_references
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +70,16 @@ class BibleQA(dspy.Module):
     def forward(self, question: str) -> dspy.Prediction:
         passages = retrieve(question, self.retrieval_k)
         result = self.answer_question(question=question, passages=format_passages(passages))
-        cited = canonical_references(result.references or "")
+        cited, dropped = cited_references(result.references or "")
         retrieved = [passage.reference for passage in passages]
         answer = (result.answer or "").strip()
         references = program_references(cited, retrieved, f"{question} {answer}", self.related_passages)
-        return dspy.Prediction(answer=answer, references=references, reasoning=getattr(result, "reasoning", None))
+        return dspy.Prediction(
+            answer=answer,
+            references=references,
+            dropped_references=dropped,
+            reasoning=getattr(result, "reasoning", None),
+        )
 
 
 def build_program(
@@ -102,6 +107,13 @@ def format_passages(passages: list[Passage]) -> str:
 
 def canonical_references(text: str) -> list[str]:
     """The real references in free text (LM output), in canonical form; anything else is dropped."""
+    return cited_references(text)[0]
+
+
+def cited_references(text: str) -> tuple[list[str], int]:
+    """The real references in free text (LM output), in canonical form, and how many parts named no KJV
+    verse and were dropped (``"John 3:16; John 3:99"`` -> ``(["John 3:16"], 1)``)."""
     if isinstance(text, (list, tuple)):
         text = "; ".join(str(entry) for entry in text)
-    return [format_single_reference(reference) for reference in parse_references(str(text), strict=False)]
+    reading = read_references(str(text))
+    return [format_single_reference(reference) for reference in reading.references], reading.dropped

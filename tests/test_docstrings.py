@@ -16,6 +16,7 @@ MODULES = [
     "bibleqa.metrics",
     "bibleqa.scripture",
     "bibleqa.tsk",
+    "bibleqa.related",
 ]
 
 

@@ -102,3 +102,18 @@ def test_recall_with_the_true_cited_verses_is_earned_from_the_tsk():
         recalls.append(cross_reference_recall(item.to_example(), pred))
         assert recalls[-1] >= cross_reference_recall(item.to_example(), plain)
     assert sum(recalls) / len(recalls) > 0
+
+
+def test_cited_references_that_name_no_verse_are_counted_and_reach_question_scores():
+    from bibleqa.evaluate import evaluate
+
+    answer = {"answer": "Noah", "references": "Genesis 6:14; Genesis 6:99; Noah 1:1; Hb 11:7"}
+    program = build_program(retrieval_k=0, related_passages=0)
+    (pred,) = run_with_fake_lm(program, [answer], [QUESTION])
+    assert pred.references == ["Genesis 6:14", "Hebrews 11:7"]  # "Hb" is Hebrews; 6:99 and "Noah" name nothing
+    assert pred.dropped_references == 2
+    example = load_dataset().examples("train", 1)
+    with dspy.context(lm=DummyLM([answer])):
+        evaluation = evaluate(program, example)
+    assert evaluation.dropped_references == 2
+    assert evaluation.question_rows()[0]["dropped_references"] == 2
