@@ -1,5 +1,5 @@
 """Shared fixtures: a per-test DSPy cache, the real bundled LM server, a real ``mlflow server``, and a
-scripted OpenAI-compatible fake for fault tests.
+FAKE scripted OpenAI-compatible LM server for fault tests (``fake_lm_server``).
 
 The real servers start once per test session, on free ports, and stop at its end.
 """
@@ -92,12 +92,19 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def scripted_lm() -> Iterator[Callable[..., ScriptedLMServer]]:
-    """Factory for FAKE scripted LM servers; each is shut down after the test."""
+def fake_lm_server() -> Iterator[Callable[..., ScriptedLMServer]]:
+    """Factory for FAKE scripted LM servers (see ``tests.fakes.ScriptedLMServer``); each is shut down after
+    the test."""
     servers: list[ScriptedLMServer] = []
 
-    def start(script: list[tuple[int, dict[str, Any]]], models: list[str] | None = None) -> ScriptedLMServer:
-        server = ScriptedLMServer(script, models or ["fake-model"])
+    def start(
+        script: list[tuple[int, dict[str, Any]]],
+        models: list[str] | None = None,
+        *,
+        answer: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None,
+        latency: float = 0.0,
+    ) -> ScriptedLMServer:
+        server = ScriptedLMServer(script, models or ["fake-model"], answer=answer, latency=latency)
         servers.append(server)
         return server
 

@@ -25,14 +25,14 @@ def test_unreachable_server_fails_in_seconds_with_one_line():
     assert "\n" not in message
 
 
-def test_a_model_that_is_not_loaded_lists_the_served_models(scripted_lm):
-    fake = scripted_lm([(200, {})], models=["qwen2.5-7b-instruct", "mistral-nemo-instruct-2407"])
+def test_a_model_that_is_not_loaded_lists_the_served_models(fake_lm_server):
+    fake = fake_lm_server([(200, {})], models=["qwen2.5-7b-instruct", "mistral-nemo-instruct-2407"])
     with pytest.raises(LMUnavailableError, match=r"it serves: qwen2\.5-7b-instruct, mistral-nemo-instruct-2407"):
         health_check(LMSettings(lm_base=fake.base_url, lm_model="llama-3-8b"))
 
 
-def test_no_model_named_means_the_first_served_model(scripted_lm):
-    fake = scripted_lm([(200, {})], models=["first-model", "second-model"])
+def test_no_model_named_means_the_first_served_model(fake_lm_server):
+    fake = fake_lm_server([(200, {})], models=["first-model", "second-model"])
     assert health_check(LMSettings(lm_base=fake.base_url)).lm_model == "first-model"
 
 

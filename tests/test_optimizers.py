@@ -52,8 +52,8 @@ def compile_against(fake_url: str, optimizer: str, params: dict) -> tuple:
     return compiled, lm
 
 
-def test_mipro_v2_compiles_against_a_scripted_fake(scripted_lm):
-    fake = scripted_lm([(200, chat_body(EVERY_FIELD_ANSWER))])
+def test_mipro_v2_compiles_against_a_scripted_fake(fake_lm_server):
+    fake = fake_lm_server([(200, chat_body(EVERY_FIELD_ANSWER))])
     compiled, _ = compile_against(
         fake.base_url, "MIPROv2",
         {"auto": None, "num_candidates": 2, "num_trials": 2, "max_bootstrapped_demos": 1, "max_labeled_demos": 1},
@@ -74,8 +74,8 @@ def test_mipro_v2_compiles_against_a_scripted_fake(scripted_lm):
                                               "num_candidate_programs": 1}),
     ],
 )  # fmt: skip
-def test_each_family_compiles_demos_from_train(scripted_lm, optimizer, params):
-    fake = scripted_lm([(200, chat_body(EVERY_FIELD_ANSWER))])
+def test_each_family_compiles_demos_from_train(fake_lm_server, optimizer, params):
+    fake = fake_lm_server([(200, chat_body(EVERY_FIELD_ANSWER))])
     compiled, lm = compile_against(fake.base_url, optimizer, params)
     demos = compiled.answer_question.demos
     assert len(demos) <= demo_budget(optimizer, optimizer_params(optimizer, params))

@@ -195,8 +195,8 @@ def test_output_json_and_sweep_folder_hold_no_secret(sweep):
 
 
 @pytest.mark.lm
-def test_failed_trials_are_failed_runs_kept_across_retries(scripted_lm, tmp_path):
-    fake = scripted_lm([(500, {"error": "the FAKE server always fails"})])
+def test_failed_trials_are_failed_runs_kept_across_retries(fake_lm_server, tmp_path):
+    fake = fake_lm_server([(500, {"error": "the FAKE server always fails"})])
     space = tmp_path / "boot.yaml"
     space.write_text("optimizers:\n  BootstrapFewShot:\n    max_bootstrapped_demos: 1\ntrain_size: 4\nretrieval_k: 0\n")
     settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0)
