@@ -104,7 +104,7 @@ def fake_lm_server() -> Iterator[Callable[..., ScriptedLMServer]]:
         answer: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None,
         latency: float = 0.0,
     ) -> ScriptedLMServer:
-        server = ScriptedLMServer(script, models or ["fake-model"], answer=answer, latency=latency)
+        server = ScriptedLMServer(script, ["fake-model"] if models is None else models, answer=answer, latency=latency)
         servers.append(server)
         return server
 

@@ -17,6 +17,11 @@ import requests
 Answer = tuple[int, dict[str, Any]]
 
 
+def _lower(headers: Any) -> dict[str, str]:
+    """Headers by lower-case name (HTTP names are case-insensitive; clients differ)."""
+    return {key.lower(): value for key, value in headers.items()}
+
+
 class _InFlight:
     """Counts requests in flight and remembers the most at once."""
 
@@ -42,7 +47,8 @@ class ScriptedLMServer:
     pair repeats.  ``answer``, if given, is called with each POST's recorded request and returns the pair
     instead.  ``GET /v1/models`` lists ``models``.  Each POST waits ``latency`` seconds before it answers;
     ``max_in_flight`` is the most POSTs the server held at once.  ``requests`` keeps, per POST, its
-    ``path``, JSON ``body`` and ``headers``, in the order they arrived.
+    ``path``, JSON ``body`` and ``headers`` (lower-case names), in the order they arrived; ``model_requests`` keeps
+    the headers of each ``GET /v1/models``.
     """
 
     def __init__(
@@ -76,7 +82,7 @@ class ScriptedLMServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                fake.model_requests.append(dict(self.headers))
+                fake.model_requests.append(_lower(self.headers))
                 self._send(200, {"object": "list", "data": [{"id": model, "object": "model"} for model in fake.models]})
 
             def do_POST(self) -> None:
@@ -84,7 +90,7 @@ class ScriptedLMServer:
                 request = {
                     "path": self.path,
                     "body": json.loads(self.rfile.read(length) or b"{}"),
-                    "headers": dict(self.headers),
+                    "headers": _lower(self.headers),
                 }
                 with fake._in_flight:
                     with fake._lock:

@@ -4,6 +4,8 @@ The engine tests run against a FAKE scripted OpenAI-compatible server (``fake_lm
 
 from __future__ import annotations
 
+import pickle
+
 import dspy
 import pytest
 from dspy.utils.exceptions import AdapterParseError
@@ -82,8 +84,19 @@ def test_transient_errors_are_retried(fake_lm_server):
     assert len(fake.requests) == 2
 
 
-def test_engine_state_holds_no_key(monkeypatch):
-    monkeypatch.setenv("LM_STUDIO_API_KEY", "sk-planted-secret")
-    engine = CompletionEngine("http://127.0.0.1:9/v1", "m")
-    assert "sk-planted-secret" not in repr(engine.dump_state())
-    assert CompletionEngine.load_state(engine.dump_state()).base_url == "http://127.0.0.1:9/v1"
+def test_the_key_is_read_at_call_time_sent_as_bearer_and_never_kept(fake_lm_server, monkeypatch):
+    fake = fake_lm_server([(200, completion_body(" Noah"))])
+    monkeypatch.setenv("LM_STUDIO_API_KEY", "sk-planted-first")
+    engine = CompletionEngine(fake.base_url, "fake-model")
+    lm = build_lm(LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", cache=False))
+    with dspy.context(lm=lm, adapter=CompletionAdapter()):
+        dspy.Predict(AnswerBibleQuestion)(question="Who built the ark?", passages="")
+        monkeypatch.setenv("LM_STUDIO_API_KEY", "sk-planted-second")  # a key changed after the LM was built
+        dspy.Predict(AnswerBibleQuestion)(question="Who built the tower?", passages="")
+    assert [request["headers"]["authorization"] for request in fake.requests] == [
+        "Bearer sk-planted-first",
+        "Bearer sk-planted-second",
+    ]
+    for saved in (repr(engine.dump_state()), pickle.dumps(engine), pickle.dumps(lm.kwargs), repr(lm.dump_state())):
+        assert "sk-planted" not in str(saved)
+    assert CompletionEngine.load_state(engine.dump_state()).base_url == fake.base_url
