@@ -95,15 +95,17 @@ class ScriptedLMServer:
                 with fake._in_flight:
                     with fake._lock:
                         fake.requests.append(request)
-                        scripted = fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
+                        status, body = fake.answer(request) if fake.answer else fake._next_in_script()
                     time.sleep(fake.latency)
-                    status, body = fake.answer(request) if fake.answer else scripted
                 self._send(status, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _next_in_script(self) -> Answer:
+        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
 
     @property
     def max_in_flight(self) -> int:
