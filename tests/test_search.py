@@ -67,3 +67,16 @@ def test_trial_config_is_the_one_conversion():
         TrialConfig.from_ray({"optimizer": "LabeledFewShot", "max_rounds": 2})
     mipro = TrialConfig.from_ray({"optimizer": "MIPROv2", "auto": "light"}).to_train_config()
     assert mipro.optimizer_params()["auto"] == "light"
+
+
+def suggested_configs(algorithm: str, seed: int, n: int = 6) -> list[dict]:
+    searcher = make_searcher(SPACE, algorithm=algorithm, seed=seed, n_startup_trials=10)
+    return [searcher.suggest(f"trial_{index}") for index in range(n)]
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "random"])
+def test_the_same_seed_suggests_the_same_configs_and_another_seed_others(algorithm):
+    first = suggested_configs(algorithm, seed=5)
+    assert suggested_configs(algorithm, seed=5) == first
+    assert suggested_configs(algorithm, seed=6) != first
+    assert all(config["seed"] == 5 for config in first)  # the trials' own seed is the sweep's
