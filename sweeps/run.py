@@ -206,30 +206,30 @@ def run_sweep(
         experiment_id, run_name=sweep_name, tags={"run_type": "sweep", "sweep_dir": str(sweep_dir)}
     )
     parent_id = parent.info.run_id
-    log_batch(
-        parent_id,
-        params={
-            "space_file": options.space_file,
-            "space_sha256": space.sha256,
-            "search": options.search,
-            "seed": seed,
-            "n_trials_budget": options.trials,
-            "time_budget_s": options.time_budget,
-            "concurrency": slots,
-            "n_startup_trials": options.n_startup_trials,
-            "max_failures": options.max_failures,
-            "objective": f"{space.metric}:{space.mode}",
-            **settings.as_params(lm_studio=lm_studio),
-            **provenance_params(dataset.sha256, n_ctx),
-        },
-        client=client,
-    )
-    echo(f"sweep {sweep_name}: {options.trials} trials, {slots} LM slot(s), parent run {parent_id}")
-    plan = SweepPlan(
-        options, space, dataset, settings, lm_studio, n_ctx, uri, experiment_id, parent_id, sweep_name, sweep_dir,
-        slots, seed, tuple(notes),
-    )  # fmt: skip
-    try:
+    try:  # from here on, whatever stops the sweep leaves the parent run with a final status
+        log_batch(
+            parent_id,
+            params={
+                "space_file": options.space_file,
+                "space_sha256": space.sha256,
+                "search": options.search,
+                "seed": seed,
+                "n_trials_budget": options.trials,
+                "time_budget_s": options.time_budget,
+                "concurrency": slots,
+                "n_startup_trials": options.n_startup_trials,
+                "max_failures": options.max_failures,
+                "objective": f"{space.metric}:{space.mode}",
+                **settings.as_params(lm_studio=lm_studio),
+                **provenance_params(dataset.sha256, n_ctx),
+            },
+            client=client,
+        )
+        echo(f"sweep {sweep_name}: {options.trials} trials, {slots} LM slot(s), parent run {parent_id}")
+        plan = SweepPlan(
+            options, space, dataset, settings, lm_studio, n_ctx, uri, experiment_id, parent_id, sweep_name,
+            sweep_dir, slots, seed, tuple(notes),
+        )  # fmt: skip
         from sweeps.finalize import finalize_sweep
 
         records, slot_stats = _run_trials(plan, echo)
@@ -274,6 +274,10 @@ def _run_trials(plan: SweepPlan, echo: Callable[[str], None]) -> tuple[list[Any]
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard copies of results
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's own SIGINT handler ends the run quietly and returns as if it had finished: the sweep would then
+    # sum up and exit 0.  Without it, Ctrl-C raises KeyboardInterrupt here: open trial runs end KILLED,
+    # the parent KILLED, and the command exits 130.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     namespace = f"bibleqa-{plan.sweep_dir.name}"
     logger.info("starting Ray for sweep %s", plan.sweep_name)
     started_ray = not ray.is_initialized()

@@ -1,5 +1,6 @@
 """End to end: a 6-trial sweep over two optimizer types against the real bundled LM, a real ``mlflow server``
-and a real local Ray instance; then ``pick``.  And a failing sweep against a FAKE LM that always errs."""
+and a real local Ray instance; then ``pick``.  (Sweeps against a FAKE LM, faults among them, are in
+``test_sweep_fake_lm.py``.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from bibleqa.metrics import TRACKED_METRICS
 from sweeps.pick import pick_run, rank_runs
 from sweeps.run import SweepOptions, run_sweep
 from sweeps.trial import REPORTED_METRICS
-from tests.fakes import completion_body
 from tests.helpers import SEED_COMPARISON, small_data
 
 pytestmark = [pytest.mark.lm, pytest.mark.mlflow_server, pytest.mark.slow]
@@ -192,26 +192,3 @@ def test_output_json_and_sweep_folder_hold_no_secret(sweep):
     payload = summary.as_json()
     for key in ("parent_run_id", "best_run_id", "best_config", "best_metrics", "n_trials", "n_failed"):
         assert key in payload
-
-
-@pytest.mark.lm
-def test_failed_trials_are_failed_runs_kept_across_retries(fake_lm_server, tmp_path):
-    fake = fake_lm_server([(500, {"error": "the FAKE server always fails"})])
-    space = tmp_path / "boot.yaml"
-    space.write_text("optimizers:\n  BootstrapFewShot:\n    max_bootstrapped_demos: 1\ntrain_size: 4\nretrieval_k: 0\n")
-    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0)
-    options = SweepOptions(
-        str(space), trials=2, max_failures=1, data=str(small_data(tmp_path, train=6, dev=2, test=1)),
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", storage=str(tmp_path / "results"),
-    )  # fmt: skip
-    summary = run_sweep(options, settings, lm_studio=True, n_ctx=4096)
-    assert summary.n_trials == 2 and summary.n_failed == 2 and summary.best_run_id is None
-    client = mlflow.MlflowClient(options.tracking_uri)
-    for child in children_of(options.tracking_uri, summary):
-        assert child.info.status == "FAILED"
-        assert child.data.tags["attempt"] == "2"  # one retry, the same run
-        assert child.data.tags["last_error"]
-    parent = client.get_run(summary.parent_run_id)
-    assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 2
-    assert "No trial finished" in Path(summary.sweep_dir, "summary.md").read_text()
-    assert completion_body  # the fake's answers are never needed: every call fails
