@@ -44,9 +44,15 @@ def local_lm() -> Iterator[LocalServer]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's ``mlflow server`` keeps its database, artifacts and log."""
+    return tmp_path_factory.mktemp("mlflow_server")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_root: Path) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 (one worker, no job execution: ~5 s and 0.5 GB to start)."""
-    root = tmp_path_factory.mktemp("mlflow_server")
+    root = mlflow_server_root
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below, after the server stops

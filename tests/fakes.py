@@ -152,14 +152,15 @@ class SilentServer:
 
 class CountingProxy:
     """A pass-through proxy in front of a REAL server: every request goes on to ``upstream`` unchanged; it
-    counts the POSTs (LM calls) in flight, as the server would see them.  ``base_url`` replaces the
-    upstream's base URL."""
+    counts the POSTs (LM calls) and the most in flight at once, as the server sees them, and keeps each POST's
+    body.  ``base_url`` replaces the upstream's base URL."""
 
     def __init__(self, upstream_base: str):
         upstream = upstream_base.rstrip("/")
         prefix = "/" + upstream.split("/", 3)[3] if upstream.count("/") >= 3 else ""
         origin = upstream[: len(upstream) - len(prefix)]
         self.posts = 0
+        self.bodies: list[bytes] = []
         self._in_flight = _InFlight()
         self._lock = threading.Lock()
         proxy = self
@@ -185,6 +186,7 @@ class CountingProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with proxy._lock:
                     proxy.posts += 1
+                    proxy.bodies.append(body)
                 with proxy._in_flight:
                     response = requests.post(origin + self.path, data=body, headers=self._headers(), timeout=300)
                 self._relay(response)
