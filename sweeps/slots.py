@@ -140,7 +140,7 @@ class SlotPool:
             "lm_slots": self.slots,
             "lm_calls_through_slots": self.calls,
             "max_lm_calls_in_flight": self.max_in_flight,
-            "lm_slot_busy_share": min(share, 1.0),
+            "lm_slot_busy_share": share,  # at most 1: no more than `slots` calls are ever in flight
         }
 
 

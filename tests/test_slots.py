@@ -37,7 +37,8 @@ class Clock:
 
 
 def run(coroutine):
-    return asyncio.run(coroutine)
+    """Run a scenario; one that waits for a slot that never comes fails instead of hanging."""
+    return asyncio.run(asyncio.wait_for(coroutine, timeout=5))
 
 
 async def settle() -> None:
@@ -76,6 +77,11 @@ def test_a_call_beyond_the_slots_waits_for_a_release():
         sixth = asyncio.create_task(pool.acquire("f"))
         await settle()
         assert fifth.done() and sixth.done()  # both slots free again
+        assert pool.in_flight == 2
+        seventh = asyncio.create_task(pool.acquire("g"))
+        await settle()
+        assert not seventh.done()  # and both taken again
+        seventh.cancel()
         return await pool.stats()
 
     stats = run(scenario())
@@ -163,6 +169,34 @@ def test_no_call_no_share():
     assert stats == {"lm_slots": 3, "lm_calls_through_slots": 0, "max_lm_calls_in_flight": 0, "lm_slot_busy_share": 0}
 
 
+def test_a_call_still_in_flight_has_no_span_yet():
+    async def scenario():
+        clock = Clock(10.0)
+        pool = SlotPool(1, clock=clock)
+        await pool.acquire("a")
+        clock.now = 11.0
+        return await pool.stats()
+
+    stats = run(scenario())
+    assert stats["lm_slot_busy_share"] == 0 and stats["lm_calls_through_slots"] == 1
+
+
+def test_busy_share_over_a_span_shorter_than_a_second():
+    async def scenario():
+        clock = Clock(5.0)
+        pool = SlotPool(1, affinity_s=0.0, clock=clock)
+        await pool.acquire("a")
+        clock.now = 5.25
+        await pool.release("a")
+        clock.now = 5.5
+        await pool.acquire("b")
+        clock.now = 5.75
+        await pool.release("b")
+        return await pool.stats()
+
+    assert run(scenario())["lm_slot_busy_share"] == pytest.approx(0.5 / 0.75)
+
+
 def test_a_freed_slot_is_kept_for_its_holder_only_while_others_wait():
     async def scenario():
         pool = SlotPool(1, affinity_s=0.2)
@@ -199,6 +233,49 @@ def test_without_affinity_or_holder_a_freed_slot_goes_to_the_next_waiter_at_once
 
     assert run(scenario(0.0, "A"))
     assert run(scenario(5.0, ""))
+
+
+def test_after_a_kept_slot_expires_its_holder_waits_like_anyone():
+    async def scenario():
+        pool = SlotPool(1, affinity_s=0.05)
+        await pool.acquire("a1", "A")
+        waiting_b = asyncio.create_task(pool.acquire("b1", "B"))
+        await settle()
+        await pool.release("a1", "A")  # kept for A for 0.05 s; A does not come back in time
+        await asyncio.sleep(0.2)
+        assert waiting_b.done()  # B has the slot now
+        back = asyncio.create_task(pool.acquire("a2", "A"))
+        await settle()
+        waited = not back.done()  # A finds no slot kept for it any more
+        await pool.release("b1", "B")
+        await asyncio.wait_for(back, timeout=1)
+        return waited, await pool.stats()
+
+    waited, stats = run(scenario())
+    assert waited and stats["max_lm_calls_in_flight"] == 1
+
+
+def test_forgetting_a_holder_with_nothing_kept_is_harmless():
+    async def scenario():
+        pool = SlotPool(1)
+        await pool.forget("nobody")
+        await pool.acquire("a", "A")
+        return await pool.stats()
+
+    assert run(scenario())["lm_calls_through_slots"] == 1
+
+
+def test_callers_that_name_no_holder_get_no_affinity():
+    async def scenario():
+        pool = SlotPool(1, affinity_s=5.0)
+        await pool.acquire("a")
+        waiting = asyncio.create_task(pool.acquire("b"))
+        await settle()
+        await pool.release("a")
+        await settle()
+        return waiting.done()
+
+    assert run(scenario())
 
 
 def test_forget_hands_a_kept_slot_to_the_waiters_at_once():

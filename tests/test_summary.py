@@ -9,6 +9,7 @@ import csv
 import io
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from sweeps.space import load_space
 from sweeps.summary import (
     BOOTSTRAP_RESAMPLES,
     certainty,
+    plotted_study,
     question_scores,
     rank_trials,
     searched_params,
@@ -146,6 +148,7 @@ def test_certainty_needs_scores_and_shared_questions():
                         artifacts={"question_scores.csv": f"id,{METRIC}\nx1,1\nx2,0\n"})  # fmt: skip
     sure = certainty(winner, other, METRIC)
     assert sure.difference_ci is None and sure.winner_mean == pytest.approx(2 / 3) and sure.n_questions == 3
+    assert sure.winner_ci[0] <= 2 / 3 <= sure.winner_ci[1] and sure.winner_ci[0] < sure.winner_ci[1]
 
 
 def test_a_constant_score_has_a_point_interval():
@@ -250,8 +253,129 @@ def test_plots_are_written_for_finished_trials(tmp_path):
                       {"max_bootstrapped_demos": demos, "max_labeled_demos": 1, "max_rounds": 1})  # fmt: skip
         records.append(TrialRecord(str(index), "r", "n", config, "FINISHED", {METRIC: index / 10}))
     records.append(TrialRecord("x", "r", "n", {"optimizer": "LabeledFewShot"}, "FAILED"))
+    records.append(TrialRecord("y", "r", "n", {"optimizer": "LabeledFewShot", "train_size": 4}, "FINISHED", {}))
     written = write_plots(records, space, tmp_path)
     names = {path.name for path in written}
-    assert {"optimization_history.png", "parallel_coordinates.png"} <= names
+    assert names == {"optimization_history.png", "param_importances.png", "parallel_coordinates.png"}
     for path in written:
         assert path.read_bytes().startswith(b"\x89PNG")
+
+    study = plotted_study(records, space)  # what the plots drew: the four finished trials with the objective
+    assert [trial.value for trial in study.trials] == [0.0, 0.1, 0.2, 0.3]
+    assert study.direction.name == "MAXIMIZE"
+    assert study.trials[2].params == {"optimizer": "BootstrapFewShot", "max_bootstrapped_demos": 2,
+                                      "max_labeled_demos": 1, "train_size": 4, "retrieval_k": 2}  # fmt: skip
+    assert plotted_study(records, replace(space, mode="min")).direction.name == "MINIMIZE"
+
+
+def test_the_whole_summary_as_a_person_reads_it():
+    winner = TrialRecord(
+        "w1", "run-w1", "name-w1",
+        {"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "train_size": 8, "retrieval_k": 1, "seed": 3},
+        "FINISHED",
+        {METRIC: 0.75, "accuracy": 0.5, "key_term_accuracy": 0.9, "cross_reference_recall": 0.25, "lm_calls": 12},
+    )  # fmt: skip
+    # A runner-up that reported neither accuracy nor lm_calls: "nan" and 0 in its row.
+    runner_up = TrialRecord("r2", "run-r2", "name-r2", {"optimizer": "BootstrapFewShot"}, "FINISHED", {METRIC: 0.5})
+    failed = TrialRecord("f3", "run-f3", "name-f3", {"optimizer": "MIPROv2"}, "FAILED", error="HTTP 500")
+    text = summary_markdown(
+        sweep_name="sweep_demo_20260101_000000",
+        metric=METRIC,
+        ranked=[winner, runner_up],
+        records=[winner, runner_up, failed],
+        sure=None,
+        test_metrics={"test_accuracy": 0.25, "test_theological_match_score": 0.5},
+        notes=["TPE samples its first 10 trials at random"],
+    )
+    assert text == (
+        "# sweep_demo_20260101_000000\n"
+        "\n"
+        "3 trials: 2 finished, 1 failed.\n"
+        "- TPE samples its first 10 trials at random\n"
+        "\n"
+        "## Winner: trial w1 (run run-w1)\n"
+        "\n"
+        "| param | value |\n"
+        "|---|---|\n"
+        "| `optimizer` | LabeledFewShot |\n"
+        "| `max_labeled_demos` | 2 |\n"
+        "| `train_size` | 8 |\n"
+        "| `num_examples` | 8 |\n"
+        "| `retrieval_k` | 1 |\n"
+        "| `chain_of_thought` | False |\n"
+        "| `bootstrap_metric` | composite_score |\n"
+        "| `bootstrap_threshold` | 0.5 |\n"
+        "| `seed` | 3 |\n"
+        "\n"
+        "| metric | dev | test | seed target | met on dev? |\n"
+        "|---|---|---|---|---|\n"
+        "| `accuracy` | 0.500 | 0.250 | > 0.80 | no |\n"
+        "| `theological_match_score` | 0.750 | 0.500 | > 0.70 | yes |\n"
+        "| `key_term_accuracy` | 0.900 |  | > 0.85 | yes |\n"
+        "| `cross_reference_recall` | 0.250 |  | > 0.65 | no |\n"
+        "\n"
+        "## How sure is the pick?\n"
+        "\n"
+        "No per-question scores.\n"
+        "\n"
+        "## Top 5\n"
+        "\n"
+        "| rank | trial | optimizer | theological_match_score | accuracy | lm_calls |\n"
+        "|---|---|---|---|---|---|\n"
+        "| 1 | w1 | LabeledFewShot | 0.750 | 0.500 | 12 |\n"
+        "| 2 | r2 | BootstrapFewShot | 0.500 | nan | 0 |\n"
+        "\n"
+        "## Failed trials\n"
+        "\n"
+        "- f3 (MIPROv2): HTTP 500\n"
+    )
+
+
+def test_the_certainty_sentences_word_for_word():
+    # Every question scores the same: each interval is a single point, so the sentence follows from the data.
+    sure = certainty(record("w", [0.5] * 10), record("r", [0.25] * 10), METRIC)
+    assert sure.sentence(METRIC) == (
+        "The winner's theological_match_score on dev is 0.500 (95 % bootstrap interval 0.500 to 0.500, "
+        "10 questions). Against the runner-up (0.250) the paired difference is +0.250 (95 % interval +0.250 to "
+        "+0.250). The pick is clear: the interval excludes zero."
+    )
+    tied = certainty(record("w", [0.5] * 10), record("r", [0.5] * 10), METRIC)
+    assert tied.share_runner_up_not_worse == 1.0  # equal in every resample counts as not worse
+    assert tied.sentence("accuracy") == (
+        "The winner's accuracy on dev is 0.500 (95 % bootstrap interval 0.500 to 0.500, 10 questions). Against the "
+        "runner-up (0.500) the paired difference is +0.000 (95 % interval +0.000 to +0.000). The pick is NOT clear: "
+        "the interval includes zero, so the runner-up may be as good (it scored at least as well in 100% of "
+        "resamples). Treat the top trials as tied, or score them on more questions."
+    )
+    alone = certainty(record("w", [1.0] * 4), None, METRIC)
+    assert alone.sentence(METRIC) == (
+        "The winner's theological_match_score on dev is 1.000 (95 % bootstrap interval 1.000 to 1.000, "
+        "4 questions). There is no runner-up to compare with."
+    )
+
+
+def test_every_question_can_be_drawn_in_a_resample():
+    # One right answer among five: some resamples draw it, so the interval's top is above zero.
+    sure = certainty(record("w", [1, 0, 0, 0, 0]), None, METRIC)
+    assert sure.winner_ci[0] == 0.0 and sure.winner_ci[1] > 0.0
+
+
+def test_equal_trials_keep_the_trial_id_order_whatever_order_they_come_in():
+    later, earlier = record("t2", [0.5, 0.5]), record("t1", [0.5, 0.5])
+    assert [r.trial_id for r in rank_trials([later, earlier], METRIC, "max")] == ["t1", "t2"]
+
+
+def test_searched_params_for_a_single_optimizer_space_and_an_unknown_optimizer(tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text(
+        "optimizers:\n  LabeledFewShot:\n    max_labeled_demos: {int: [1, 3]}\nretrieval_k: {choice: [0, 2]}\n"
+    )
+    space = load_space(path)
+    assert set(searched_params({"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "retrieval_k": 0}, space)) == {
+        "max_labeled_demos",
+        "retrieval_k",
+    }  # one optimizer: it is not searched
+    assert set(searched_params({"optimizer": "MIPROv2", "retrieval_k": 2}, space)) == {"retrieval_k"}
+    both = load_space(SPACE)
+    optimizer = searched_params({"optimizer": "LabeledFewShot"}, both)["optimizer"]
+    assert (optimizer.name, optimizer.kind) == ("optimizer", "choice")
