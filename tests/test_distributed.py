@@ -59,7 +59,7 @@ def test_trials_spread_over_two_nodes_and_log_everything(two_node_cluster, local
     command = [
         str(BIN / "bibleqa-sweep"), "run", str(space), "--trials", "4", "--concurrency", "1",
         "--address", address, "--trial-cpus", "1",  # one trial per node at a time: two running trials sit on two nodes
-        "--lm-base", proxy.base_url, "--model-format", "completion",
+        "--lm-base", proxy.base_url, "--model-format", "completion", "--no-cache",  # every call reaches the server
         "--data", str(small_data(tmp_path, train=8, dev=4, test=2)),
         "--tracking-uri", uri, "--storage", str(tmp_path / "results"), "--output-json", str(tmp_path / "out.json"),
     ]  # fmt: skip
@@ -82,5 +82,6 @@ def test_trials_spread_over_two_nodes_and_log_everything(two_node_cluster, local
     trial_calls = sum(child.data.metrics["lm_calls"] for child in children)
     assert trial_calls > 0
     assert proxy.max_in_flight == 1  # two nodes, one slot: the server never had two calls at once
+    assert proxy.posts == trial_calls + 2  # the trials' calls, then the winner's 2 test questions
     assert summary["slot_stats"]["lm_calls_through_slots"] == trial_calls  # every call on both nodes took it
     assert summary["slot_stats"]["max_lm_calls_in_flight"] == 1

@@ -91,6 +91,18 @@ def test_the_sweep_ran_every_trial(fake_sweep):
     assert len(re.findall(r"^\[\d/6\] trial ", result.stdout, re.M)) == 6
 
 
+def test_one_more_trial_than_slots_runs_at_a_time(fake_sweep):
+    _, children, *_ = fake_sweep
+    events = sorted(
+        [(child.info.start_time, 1) for child in children] + [(child.info.end_time, -1) for child in children]
+    )  # an end and a start at the same millisecond: the end first
+    running, most = 0, 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    assert 2 <= most <= 2 + 1  # --concurrency 2: trials overlapped, never more than three at once
+
+
 def test_lm_calls_in_flight_never_exceed_the_concurrency_and_every_call_takes_a_slot(fake_sweep):
     summary, children, fake, *_ = fake_sweep
     trial_calls = sum(child.data.metrics["lm_calls"] for child in children)
