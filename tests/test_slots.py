@@ -278,6 +278,55 @@ def test_callers_that_name_no_holder_get_no_affinity():
     assert run(scenario())
 
 
+def test_a_holder_with_two_kept_slots_gets_both_back():
+    async def scenario():
+        pool = SlotPool(2, affinity_s=5.0)
+        await pool.acquire("a1", "A")
+        await pool.acquire("a2", "A")  # one trial, two calls at once (eval_threads > 1)
+        waiting = [asyncio.create_task(pool.acquire(f"b{n}", "B")) for n in (1, 2)]
+        await settle()
+        await pool.release("a1", "A")
+        await pool.release("a2", "A")  # both slots kept for A while B waits
+        await asyncio.wait_for(pool.acquire("a3", "A"), timeout=0.1)
+        await asyncio.wait_for(pool.acquire("a4", "A"), timeout=0.1)  # the second kept slot too
+        return [task.done() for task in waiting], await pool.stats()
+
+    done, stats = run(scenario())
+    assert done == [False, False] and stats["max_lm_calls_in_flight"] == 2
+
+
+def test_when_one_of_two_kept_slots_expires_the_other_is_still_kept():
+    async def scenario():
+        pool = SlotPool(2, affinity_s=0.4)
+        await pool.acquire("a1", "A")
+        await pool.acquire("a2", "A")
+        waiting = [asyncio.create_task(pool.acquire(f"b{n}", "B")) for n in (1, 2)]
+        await settle()
+        await pool.release("a1", "A")  # kept until t=0.4
+        await asyncio.sleep(0.2)
+        await pool.release("a2", "A")  # kept until t=0.6
+        await asyncio.sleep(0.3)  # t=0.5: the first has gone to B, the second is still A's
+        first_went_to_b = waiting[0].done()
+        await asyncio.wait_for(pool.acquire("a3", "A"), timeout=0.05)
+        return first_went_to_b, waiting[1].done()
+
+    assert run(scenario()) == (True, False)
+
+
+def test_without_affinity_the_waiter_goes_first_even_if_the_holder_comes_straight_back():
+    async def scenario():
+        pool = SlotPool(1, affinity_s=0.0)
+        await pool.acquire("a1", "A")
+        waiting = asyncio.create_task(pool.acquire("b1", "B"))
+        await settle()
+        await pool.release("a1", "A")
+        back = asyncio.create_task(pool.acquire("a2", "A"))  # A asks again before B has run
+        await settle()
+        return waiting.done(), back.done()
+
+    assert run(scenario()) == (True, False)
+
+
 def test_forget_hands_a_kept_slot_to_the_waiters_at_once():
     async def scenario():
         pool = SlotPool(1, affinity_s=30.0)

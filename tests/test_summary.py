@@ -111,6 +111,7 @@ def test_a_winner_within_noise_is_not_crowned():
 
     text = summary_markdown(sweep_name="s", metric=METRIC, ranked=[winner, runner_up],
                             records=[winner, runner_up], sure=sure, test_metrics={}, notes=[])  # fmt: skip
+    assert sure.sentence(METRIC) in text.splitlines()
     assert "The pick is NOT clear" in text and "The pick is clear" not in text
     assert "paired difference is +0.033" in text  # 2/60
     assert "60 questions" in text
@@ -252,8 +253,8 @@ def test_plots_are_written_for_finished_trials(tmp_path):
         config.update({"max_labeled_demos": demos} if optimizer == "LabeledFewShot" else
                       {"max_bootstrapped_demos": demos, "max_labeled_demos": 1, "max_rounds": 1})  # fmt: skip
         records.append(TrialRecord(str(index), "r", "n", config, "FINISHED", {METRIC: index / 10}))
-    records.append(TrialRecord("x", "r", "n", {"optimizer": "LabeledFewShot"}, "FAILED"))
-    records.append(TrialRecord("y", "r", "n", {"optimizer": "LabeledFewShot", "train_size": 4}, "FINISHED", {}))
+    records.insert(0, TrialRecord("x", "r", "n", {"optimizer": "LabeledFewShot"}, "FAILED"))
+    records.insert(2, TrialRecord("y", "r", "n", {"optimizer": "LabeledFewShot", "train_size": 4}, "FINISHED", {}))
     written = write_plots(records, space, tmp_path)
     names = {path.name for path in written}
     assert names == {"optimization_history.png", "param_importances.png", "parallel_coordinates.png"}
