@@ -81,10 +81,14 @@ def optimizer_params(optimizer: str, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def demo_budget(optimizer: str, params: dict[str, Any]) -> int:
-    """The most demos a compiled program can carry per predictor."""
+    """The most demos a compiled program can carry per predictor.
+
+    LabeledFewShot keeps ``max_labeled_demos``.  DSPy's bootstrapping optimizers keep up to
+    ``max_bootstrapped_demos`` bootstrapped demos and fill up with labeled ones to ``max_labeled_demos`` in
+    all (``BootstrapFewShot._train``), so the most is the larger of the two, not their sum."""
     if optimizer == "LabeledFewShot":
         return int(params["max_labeled_demos"])
-    return int(params["max_bootstrapped_demos"]) + int(params["max_labeled_demos"])
+    return max(int(params["max_bootstrapped_demos"]), int(params["max_labeled_demos"]))
 
 
 def compile_program(

@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check bibleqa tests scripts
+.venv/bin/ruff check bibleqa sweeps tests scripts
 .venv/bin/python -m pytest "$@"

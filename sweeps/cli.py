@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--search", choices=("tpe", "random"), default="tpe")
     run.add_argument("--n-startup-trials", type=int, default=10, help="TPE's random start (default 10)")
     run.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial")
-    run.add_argument("--time-budget", type=float, default=None, help="stop starting trials after S seconds")
+    run.add_argument(
+        "--time-budget", type=float, default=None, help="stop the sweep after S seconds (running trials end KILLED)"
+    )
     run.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     run.add_argument("--trial-cpus", type=float, default=0.25, help="CPUs each trial asks Ray for (default 0.25)")
     run.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
@@ -201,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--run", default=None, help="pick this run id instead")
     pick.add_argument("--metric", default="theological_match_score")
     pick.add_argument("--mode", choices=("max", "min"), default="max")
-    pick.add_argument("--filter", default=None, help='an MLflow filter, e.g. "metrics.accuracy > 0.8"')
+    pick.add_argument(
+        "--filter", default=None, help='an MLflow filter, clauses joined by "and", e.g. "metrics.accuracy > 0.8"'
+    )
     pick.add_argument("--ask", default=None, help="a question for the picked program")
     pick.add_argument("--json", action="store_true", help="print JSON")
     add_lm_flags(pick)

@@ -96,7 +96,7 @@ def pick_run(
         parent = _find_sweep(client, found.experiment_id, sweep or "latest")
         conditions = [f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", "attributes.status = 'FINISHED'"]
         if filter:
-            conditions.append(f"({filter})" if " or " in filter.lower() else filter)
+            conditions.append(filter)  # MLflow's filters join clauses with AND only; it rejects OR
         children = client.search_runs([found.experiment_id], filter_string=" and ".join(conditions), max_results=5000)
     except MlflowException as error:
         raise UserError(

@@ -4,6 +4,9 @@ Trials may outnumber the slots, so that one trial's setup, compile bookkeeping a
 another's LM work.  Every LM call of every trial, on any node, holds one slot of a named Ray actor while
 it is in flight (a DSPy callback around the call).  The actor also measures how busy the slots were.
 
+``SlotPool`` is the semaphore itself, plain asyncio (tests drive it without Ray, on a clock of their own);
+``LMSlots`` is the same class as a Ray actor, which is what a sweep starts.
+
 Example::
 
     >>> import ray
@@ -19,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -50,14 +54,15 @@ the bundled server, 16 questions with the same demos took 1.35 s a call in a row
 trials' prompts alternated."""
 
 
-@ray.remote(num_cpus=0, max_concurrency=1000)
-class LMSlots:
+class SlotPool:
     """A counting semaphore over the LM's slots, shared by every trial of a sweep, with slot affinity: a
-    freed slot is kept for its last holder for ``affinity_s`` when other holders wait."""
+    freed slot is kept for its last holder for ``affinity_s`` when other holders wait.  ``clock`` gives
+    the seconds that ``stats`` measures with."""
 
-    def __init__(self, slots: int, affinity_s: float = AFFINITY_S):
+    def __init__(self, slots: int, affinity_s: float = AFFINITY_S, clock: Callable[[], float] = time.monotonic):
         self.slots = slots
         self.affinity_s = affinity_s
+        self._clock = clock
         self._free = slots
         self._waiters: deque[asyncio.Future] = deque()
         self._reserved: dict[str, list[asyncio.TimerHandle]] = {}
@@ -81,8 +86,9 @@ class LMSlots:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter  # the slot is handed over directly
-        now = time.monotonic()
-        self._first = self._first or now
+        now = self._clock()
+        if self._first is None:
+            self._first = now
         self._started[call_id] = now
         self.in_flight += 1
         self.calls += 1
@@ -92,7 +98,7 @@ class LMSlots:
         started = self._started.pop(call_id, None)
         if started is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         self._last = now
         self.busy_slot_seconds += now - started
         self.in_flight -= 1
@@ -128,14 +134,18 @@ class LMSlots:
     async def stats(self) -> dict[str, float]:
         """``lm_calls_through_slots``, ``max_lm_calls_in_flight``, ``lm_slot_busy_share`` (busy slot-time
         over slots × the span from the first call to the last)."""
-        span = (self._last - self._first) if self._first and self._last else 0.0
+        span = (self._last - self._first) if self._first is not None and self._last is not None else 0.0
         share = self.busy_slot_seconds / (self.slots * span) if span > 0 else 0.0
         return {
             "lm_slots": self.slots,
             "lm_calls_through_slots": self.calls,
             "max_lm_calls_in_flight": self.max_in_flight,
-            "lm_slot_busy_share": min(share, 1.0),
+            "lm_slot_busy_share": share,  # at most 1: no more than `slots` calls are ever in flight
         }
+
+
+LMSlots = ray.remote(num_cpus=0, max_concurrency=1000)(SlotPool)
+"""``SlotPool`` as a Ray actor: ``LMSlots.options(name=...).remote(slots, affinity_s)``."""
 
 
 class SlotCallback(BaseCallback):

@@ -40,7 +40,7 @@ from typing import Any
 
 from bibleqa.errors import UserError
 from bibleqa.metrics import METRICS
-from bibleqa.optimizers import MIPRO_AUTO, OPTIMIZER_PARAMS, canonical_optimizer
+from bibleqa.optimizers import MIPRO_AUTO, OPTIMIZER_PARAMS, canonical_optimizer, demo_budget
 from bibleqa.related import DEFAULT_RELATED_PASSAGES
 
 KNOB_DEFAULTS: dict[str, Any] = {
@@ -250,11 +250,12 @@ def _check_context(
     retrieval = knobs.get("retrieval_k")
     retrieval_k = int(retrieval.largest() or 0) if retrieval else 0
     for name, params in optimizers.items():
-        demos = 0
-        for param_name in ("max_bootstrapped_demos", "max_labeled_demos"):
-            if param_name in OPTIMIZER_PARAMS[name]:
-                param = params.get(param_name)
-                demos += int(param.largest() if param else OPTIMIZER_PARAMS[name][param_name] or 0)
+        largest = {
+            param_name: int(params[param_name].largest() if param_name in params else default or 0)
+            for param_name, default in OPTIMIZER_PARAMS[name].items()
+            if param_name in ("max_bootstrapped_demos", "max_labeled_demos")
+        }
+        demos = demo_budget(name, largest)
         needed = prompt_tokens_estimate(demos, retrieval_k, LMSettings.max_tokens)
         if needed > n_ctx:
             problems.append(

@@ -214,23 +214,9 @@ def write_plots(records: list[TrialRecord], space: Any, directory: Path) -> list
     import optuna
     from optuna.visualization import matplotlib as optuna_plots
 
-    from sweeps.search import distribution
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
-    study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
-    for record in records:
-        if record.status != "FINISHED" or space.metric not in record.metrics:
-            continue
-        searched = searched_params(record.config, space)
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={name: record.config[name] for name in searched},
-                distributions={name: distribution(param) for name, param in searched.items()},
-                value=record.metrics[space.metric],
-            )
-        )
+    study = plotted_study(records, space)
     written = []
     plots = {
         "optimization_history.png": optuna_plots.plot_optimization_history,
@@ -249,6 +235,29 @@ def write_plots(records: list[TrialRecord], space: Any, directory: Path) -> list
         except Exception as error:  # a plot must never fail a sweep
             logger.info("skipped %s: %s", filename, error)
     return written
+
+
+def plotted_study(records: list[TrialRecord], space: Any) -> Any:
+    """An Optuna study of the finished trials that report the objective, with the params the space
+    searches: what the plots draw."""
+    import optuna
+
+    from sweeps.search import distribution
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
+    for record in records:
+        if record.status != "FINISHED" or space.metric not in record.metrics:
+            continue
+        searched = searched_params(record.config, space)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={name: record.config[name] for name in searched},
+                distributions={name: distribution(param) for name, param in searched.items()},
+                value=record.metrics[space.metric],
+            )
+        )
+    return study
 
 
 def searched_params(config: dict[str, Any], space: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Shared fixtures: a per-test DSPy cache, the real bundled LM server, a real ``mlflow server``, and a
-scripted OpenAI-compatible fake for fault tests.
+FAKE scripted OpenAI-compatible LM server for fault tests (``fake_lm_server``).
 
 The real servers start once per test session, on free ports, and stop at its end.
 """
@@ -44,9 +44,15 @@ def local_lm() -> Iterator[LocalServer]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's ``mlflow server`` keeps its database, artifacts and log."""
+    return tmp_path_factory.mktemp("mlflow_server")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_root: Path) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 (one worker, no job execution: ~5 s and 0.5 GB to start)."""
-    root = tmp_path_factory.mktemp("mlflow_server")
+    root = mlflow_server_root
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below, after the server stops
@@ -92,12 +98,19 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def scripted_lm() -> Iterator[Callable[..., ScriptedLMServer]]:
-    """Factory for FAKE scripted LM servers; each is shut down after the test."""
+def fake_lm_server() -> Iterator[Callable[..., ScriptedLMServer]]:
+    """Factory for FAKE scripted LM servers (see ``tests.fakes.ScriptedLMServer``); each is shut down after
+    the test."""
     servers: list[ScriptedLMServer] = []
 
-    def start(script: list[tuple[int, dict[str, Any]]], models: list[str] | None = None) -> ScriptedLMServer:
-        server = ScriptedLMServer(script, models or ["fake-model"])
+    def start(
+        script: list[tuple[int, dict[str, Any]]],
+        models: list[str] | None = None,
+        *,
+        answer: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None,
+        latency: float = 0.0,
+    ) -> ScriptedLMServer:
+        server = ScriptedLMServer(script, ["fake-model"] if models is None else models, answer=answer, latency=latency)
         servers.append(server)
         return server
 

@@ -1,8 +1,10 @@
 """bibleqa.completion: the few-shot document format and the engine that sends it as written.
 
-The engine tests run against a FAKE scripted OpenAI-compatible server (``scripted_lm``)."""
+The engine tests run against a FAKE scripted OpenAI-compatible server (``fake_lm_server``)."""
 
 from __future__ import annotations
+
+import pickle
 
 import dspy
 import pytest
@@ -47,8 +49,8 @@ def test_parse_tolerates_missing_references_but_not_a_missing_answer():
         CompletionAdapter().parse(cot, " Let me think about the ark.")
 
 
-def test_engine_sends_the_prompt_exactly_with_cap_and_stops(scripted_lm):
-    fake = scripted_lm([(200, completion_body(" Noah\nReferences: Genesis 6:14"))])
+def test_engine_sends_the_prompt_exactly_with_cap_and_stops(fake_lm_server):
+    fake = fake_lm_server([(200, completion_body(" Noah\nReferences: Genesis 6:14"))])
     lm = build_lm(LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", max_tokens=17))
     with dspy.context(lm=lm, adapter=CompletionAdapter()):
         result = dspy.Predict(AnswerBibleQuestion)(question="Who built the ark?", passages="")
@@ -62,8 +64,8 @@ def test_engine_sends_the_prompt_exactly_with_cap_and_stops(scripted_lm):
     assert lm.history[-1]["usage"]["completion_tokens"] == 3
 
 
-def test_a_failed_call_is_never_cached(scripted_lm):
-    fake = scripted_lm([(500, {"error": "boom"}), (200, completion_body(" Noah"))])
+def test_a_failed_call_is_never_cached(fake_lm_server):
+    fake = fake_lm_server([(500, {"error": "boom"}), (200, completion_body(" Noah"))])
     settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0)
     predict = dspy.Predict(AnswerBibleQuestion)
     with dspy.context(lm=build_lm(settings), adapter=CompletionAdapter()):
@@ -74,16 +76,27 @@ def test_a_failed_call_is_never_cached(scripted_lm):
     assert len(fake.requests) == 2
 
 
-def test_transient_errors_are_retried(scripted_lm):
-    fake = scripted_lm([(503, {"error": "busy"}), (200, completion_body(" Noah"))])
+def test_transient_errors_are_retried(fake_lm_server):
+    fake = fake_lm_server([(503, {"error": "busy"}), (200, completion_body(" Noah"))])
     settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=2)
     with dspy.context(lm=build_lm(settings), adapter=CompletionAdapter()):
         assert dspy.Predict(AnswerBibleQuestion)(question="Who built the ark?", passages="").answer == "Noah"
     assert len(fake.requests) == 2
 
 
-def test_engine_state_holds_no_key(monkeypatch):
-    monkeypatch.setenv("LM_STUDIO_API_KEY", "sk-planted-secret")
-    engine = CompletionEngine("http://127.0.0.1:9/v1", "m")
-    assert "sk-planted-secret" not in repr(engine.dump_state())
-    assert CompletionEngine.load_state(engine.dump_state()).base_url == "http://127.0.0.1:9/v1"
+def test_the_key_is_read_at_call_time_sent_as_bearer_and_never_kept(fake_lm_server, monkeypatch):
+    fake = fake_lm_server([(200, completion_body(" Noah"))])
+    monkeypatch.setenv("LM_STUDIO_API_KEY", "sk-planted-first")
+    engine = CompletionEngine(fake.base_url, "fake-model")
+    lm = build_lm(LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", cache=False))
+    with dspy.context(lm=lm, adapter=CompletionAdapter()):
+        dspy.Predict(AnswerBibleQuestion)(question="Who built the ark?", passages="")
+        monkeypatch.setenv("LM_STUDIO_API_KEY", "sk-planted-second")  # a key changed after the LM was built
+        dspy.Predict(AnswerBibleQuestion)(question="Who built the tower?", passages="")
+    assert [request["headers"]["authorization"] for request in fake.requests] == [
+        "Bearer sk-planted-first",
+        "Bearer sk-planted-second",
+    ]
+    for saved in (repr(engine.dump_state()), pickle.dumps(engine), pickle.dumps(lm.kwargs), repr(lm.dump_state())):
+        assert "sk-planted" not in str(saved)
+    assert CompletionEngine.load_state(engine.dump_state()).base_url == fake.base_url

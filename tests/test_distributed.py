@@ -1,7 +1,7 @@
 """Distribution: ``bibleqa-sweep run --address`` over a real two-node Ray cluster on this machine
 (``ray start --head`` plus a worker node), against the real bundled LM.  Trials run on both nodes; every
 artifact still reaches MLflow (it travels in the trial's result); the LM calls in flight never exceed the
-slots."""
+slot, as the server sees them through a counting pass-through proxy, and every trial's call takes it."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ import mlflow
 import pytest
 
 from bibleqa.local_lm import free_port
+from tests.fakes import CountingProxy
 from tests.helpers import small_data
 
-pytestmark = [pytest.mark.lm, pytest.mark.slow]
+pytestmark = [pytest.mark.lm, pytest.mark.slow, pytest.mark.ray]
 
 BIN = Path(sys.executable).parent
 
@@ -54,14 +55,18 @@ def test_trials_spread_over_two_nodes_and_log_everything(two_node_cluster, local
         "train_size: 4\nretrieval_k: {choice: [0, 1]}\nmodel_format: completion\n"
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proxy = CountingProxy(local_lm.base_url)
     command = [
         str(BIN / "bibleqa-sweep"), "run", str(space), "--trials", "4", "--concurrency", "1",
         "--address", address, "--trial-cpus", "1",  # one trial per node at a time: two running trials sit on two nodes
-        "--lm-base", local_lm.base_url, "--model-format", "completion",
+        "--lm-base", proxy.base_url, "--model-format", "completion", "--no-cache",  # every call reaches the server
         "--data", str(small_data(tmp_path, train=8, dev=4, test=2)),
         "--tracking-uri", uri, "--storage", str(tmp_path / "results"), "--output-json", str(tmp_path / "out.json"),
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    finally:
+        proxy.close()
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "out.json").read_text())
 
@@ -74,4 +79,9 @@ def test_trials_spread_over_two_nodes_and_log_everything(two_node_cluster, local
     for child in children:
         artifacts = {entry.path for entry in client.list_artifacts(child.info.run_id)}
         assert {"program.json", "sample_predictions.json", "question_scores.csv"} <= artifacts
-    assert summary["slot_stats"]["max_lm_calls_in_flight"] <= 1
+    trial_calls = sum(child.data.metrics["lm_calls"] for child in children)
+    assert trial_calls > 0
+    assert proxy.max_in_flight == 1  # two nodes, one slot: the server never had two calls at once
+    assert proxy.posts == trial_calls + 2  # the trials' calls, then the winner's 2 test questions
+    assert summary["slot_stats"]["lm_calls_through_slots"] == trial_calls  # every call on both nodes took it
+    assert summary["slot_stats"]["max_lm_calls_in_flight"] == 1

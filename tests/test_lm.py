@@ -10,8 +10,9 @@ import dspy
 import pytest
 
 from bibleqa.errors import LMUnavailableError, UserError
-from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check
+from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check, lm_context
 from bibleqa.local_lm import free_port
+from tests.fakes import chat_body
 
 
 def test_unreachable_server_fails_in_seconds_with_one_line():
@@ -25,14 +26,14 @@ def test_unreachable_server_fails_in_seconds_with_one_line():
     assert "\n" not in message
 
 
-def test_a_model_that_is_not_loaded_lists_the_served_models(scripted_lm):
-    fake = scripted_lm([(200, {})], models=["qwen2.5-7b-instruct", "mistral-nemo-instruct-2407"])
+def test_a_model_that_is_not_loaded_lists_the_served_models(fake_lm_server):
+    fake = fake_lm_server([(200, {})], models=["qwen2.5-7b-instruct", "mistral-nemo-instruct-2407"])
     with pytest.raises(LMUnavailableError, match=r"it serves: qwen2\.5-7b-instruct, mistral-nemo-instruct-2407"):
         health_check(LMSettings(lm_base=fake.base_url, lm_model="llama-3-8b"))
 
 
-def test_no_model_named_means_the_first_served_model(scripted_lm):
-    fake = scripted_lm([(200, {})], models=["first-model", "second-model"])
+def test_no_model_named_means_the_first_served_model(fake_lm_server):
+    fake = fake_lm_server([(200, {})], models=["first-model", "second-model"])
     assert health_check(LMSettings(lm_base=fake.base_url)).lm_model == "first-model"
 
 
@@ -55,3 +56,28 @@ def test_the_token_cap_holds_against_the_real_server(local_lm, model_format):
         dspy.Predict(signature)(question="Who built the ark?")
     usage = lm.history[-1]["usage"]
     assert 0 < usage["completion_tokens"] <= 8
+
+
+def test_the_key_goes_out_as_the_authorization_header_in_chat_and_health_check(fake_lm_server, monkeypatch):
+    monkeypatch.setenv("LM_STUDIO_API_KEY", "sk-planted-chat")
+    fake = fake_lm_server([(200, chat_body("[[ ## answer ## ]]\nNoah\n\n[[ ## completed ## ]]"))])
+    settings = health_check(LMSettings(lm_base=fake.base_url, model_format="chat", cache=False))
+    with lm_context(settings):
+        dspy.Predict("question -> answer")(question="Who built the ark?")
+    assert [headers["authorization"] for headers in fake.model_requests] == ["Bearer sk-planted-chat"]
+    [request] = fake.requests
+    assert request["path"] == "/v1/chat/completions"
+    assert request["headers"]["authorization"] == "Bearer sk-planted-chat"
+
+
+def test_without_a_key_the_default_is_sent(fake_lm_server, monkeypatch):
+    monkeypatch.delenv("LM_STUDIO_API_KEY", raising=False)
+    fake = fake_lm_server([(200, {})])
+    health_check(LMSettings(lm_base=fake.base_url))
+    assert fake.model_requests[0]["authorization"] == "Bearer lm-studio"
+
+
+def test_a_server_with_no_model_is_named(fake_lm_server):
+    fake = fake_lm_server([(200, {})], models=[])
+    with pytest.raises(LMUnavailableError, match="has no model loaded"):
+        health_check(LMSettings(lm_base=fake.base_url))

@@ -77,3 +77,16 @@ def test_related_passages_goes_from_the_space_to_the_trial_and_the_training_conf
     assert trial.as_params()["related_passages"] == 5
     assert trial.to_train_config().related_passages == 5
     assert TrialConfig.from_ray({"optimizer": "LabeledFewShot"}).related_passages == DEFAULT_RELATED_PASSAGES
+
+
+def suggested_configs(algorithm: str, seed: int, n: int = 6) -> list[dict]:
+    searcher = make_searcher(SPACE, algorithm=algorithm, seed=seed, n_startup_trials=10)
+    return [searcher.suggest(f"trial_{index}") for index in range(n)]
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "random"])
+def test_the_same_seed_suggests_the_same_configs_and_another_seed_others(algorithm):
+    first = suggested_configs(algorithm, seed=5)
+    assert suggested_configs(algorithm, seed=5) == first
+    assert suggested_configs(algorithm, seed=6) != first
+    assert all(config["seed"] == 5 for config in first)  # the trials' own seed is the sweep's

@@ -1,25 +1,54 @@
-"""sweeps.summary: the winner rule, and how sure the pick is."""
+"""sweeps.summary: the winner rule, how sure the pick is, and what the parent's summary says.
+
+Expected values come from the data in each test (counts, means, a normal approximation of the bootstrap),
+never from the functions under test."""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
 
 from sweeps.mlflow_logging import TrialRecord
-from sweeps.summary import certainty, rank_trials, summary_markdown
+from sweeps.space import load_space
+from sweeps.summary import (
+    BOOTSTRAP_RESAMPLES,
+    certainty,
+    plotted_study,
+    question_scores,
+    rank_trials,
+    searched_params,
+    summary_markdown,
+    trials_frame,
+    winner_key,
+    write_plots,
+)
+
+METRIC = "theological_match_score"
 
 
 def record(trial_id: str, scores: list[float], status: str = "FINISHED", **metrics: float) -> TrialRecord:
     table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=["id", "theological_match_score"])
+    writer = csv.DictWriter(table, fieldnames=["id", METRIC])
     writer.writeheader()
-    writer.writerows({"id": f"q{i}", "theological_match_score": score} for i, score in enumerate(scores))
+    writer.writerows({"id": f"q{i:03d}", METRIC: score} for i, score in enumerate(scores))
     mean = sum(scores) / len(scores) if scores else 0.0
     return TrialRecord(
         trial_id, f"run-{trial_id}", f"name-{trial_id}", {"optimizer": "LabeledFewShot", "max_labeled_demos": 1},
-        status, {"theological_match_score": mean, "accuracy": 0.5, "lm_calls": 10, **metrics},
+        status, {METRIC: mean, "accuracy": 0.5, "lm_calls": 10, **metrics},
         artifacts={"question_scores.csv": table.getvalue()},
     )  # fmt: skip
+
+
+def normal_interval(values: list[float]) -> tuple[float, float]:
+    """The 95 % normal-approximation interval of the mean: what a bootstrap of the mean should come close to."""
+    half = 1.96 * statistics.pstdev(values) / math.sqrt(len(values))
+    return statistics.fmean(values) - half, statistics.fmean(values) + half
 
 
 def test_ties_break_by_accuracy_then_fewer_calls_then_trial_id():
@@ -29,36 +58,325 @@ def test_ties_break_by_accuracy_then_fewer_calls_then_trial_id():
     d = record("d", [0.5, 0.5], accuracy=0.6, lm_calls=5)
     best = record("e", [1.0, 0.5])
     failed = record("f", [1.0, 1.0], status="FAILED")
-    ranked = rank_trials([a, b, c, d, best, failed], "theological_match_score", "max")
+    ranked = rank_trials([a, b, c, d, best, failed], METRIC, "max")
     assert [r.trial_id for r in ranked] == ["e", "c", "d", "b", "a"]
-    assert [r.trial_id for r in rank_trials([a, best], "theological_match_score", "min")] == ["a", "e"]
+    # min: the lowest objective first; the tie-breaks keep their direction (higher accuracy, fewer calls).
+    assert [r.trial_id for r in rank_trials([best, a, b, c], METRIC, "min")] == ["c", "b", "a", "e"]
 
 
-def test_a_winner_within_noise_is_not_crowned_silently():
-    winner = record("w", [1, 0, 1, 0, 1, 1, 0, 1, 0, 1] * 6)
-    runner_up = record("r", [1, 0, 1, 0, 1, 0, 0, 1, 0, 1] * 6)  # 0.1 lower on 60 questions
-    sure = certainty(winner, runner_up, "theological_match_score")
-    assert sure.winner_ci[0] < sure.winner_mean < sure.winner_ci[1]
-    assert sure.difference_ci[0] <= 0 <= sure.difference_ci[1] or sure.difference_ci[0] > 0
-    text = summary_markdown(sweep_name="s", metric="theological_match_score", ranked=[winner, runner_up],
+def test_trials_without_the_objective_or_not_finished_are_not_ranked():
+    killed = record("k", [1.0, 1.0], status="KILLED")
+    no_metric = TrialRecord("n", "run-n", "name-n", {"optimizer": "LabeledFewShot"}, "FINISHED", {"accuracy": 1.0})
+    fine = record("f", [0.0, 0.0])
+    assert [r.trial_id for r in rank_trials([killed, no_metric, fine], METRIC, "max")] == ["f"]
+
+
+def test_missing_accuracy_and_calls_rank_last_within_a_tie():
+    # A trial that reported no accuracy counts as accuracy 0; no lm_calls counts as the most calls.
+    bare = TrialRecord("a", "r", "n", {}, "FINISHED", {METRIC: 0.5})
+    with_accuracy = TrialRecord("b", "r", "n", {}, "FINISHED", {METRIC: 0.5, "accuracy": 0.1})
+    with_calls = TrialRecord("c", "r", "n", {}, "FINISHED", {METRIC: 0.5, "lm_calls": 1e9})
+    assert [r.trial_id for r in rank_trials([bare, with_accuracy, with_calls], METRIC, "max")] == ["b", "c", "a"]
+    assert winner_key({METRIC: 0.5}, "x", METRIC, "max") > winner_key({METRIC: 0.5, "lm_calls": 3}, "x", METRIC, "max")
+
+
+def test_question_scores_read_the_carried_table_and_skip_blank_cells():
+    table = "id,theological_match_score,accuracy\nq1,0.25,1\nq2,,0\nq3,1.0,1\n"
+    carried = TrialRecord("t", "r", "n", {}, "FINISHED", {}, artifacts={"question_scores.csv": table})
+    assert question_scores(carried, METRIC) == {"q1": 0.25, "q3": 1.0}
+    assert question_scores(carried, "accuracy") == {"q1": 1.0, "q2": 0.0, "q3": 1.0}
+    assert question_scores(TrialRecord("t", "r", "n", {}), METRIC) == {}
+
+
+def test_a_winner_within_noise_is_not_crowned():
+    # 60 questions; the two trials differ on 6: the winner is better on 4, the runner-up on 2.
+    winner_scores = [1, 1, 1, 1, 0, 0] + [1, 0] * 27
+    runner_up_scores = [0, 0, 0, 0, 1, 1] + [1, 0] * 27
+    differences = [w - r for w, r in zip(winner_scores, runner_up_scores, strict=True)]
+    low, high = normal_interval(differences)
+    assert low < 0 < high  # the data: a difference of +2/60 that noise explains
+
+    winner, runner_up = record("w", winner_scores), record("r", runner_up_scores)
+    sure = certainty(winner, runner_up, METRIC)
+    assert not sure.clear
+    assert sure.difference_ci[0] < 0 < sure.difference_ci[1]
+    assert sure.difference_ci == pytest.approx((low, high), abs=0.03)
+    assert sure.winner_mean == pytest.approx(statistics.fmean(winner_scores))
+    assert sure.runner_up_mean == pytest.approx(statistics.fmean(runner_up_scores))
+    assert sure.winner_ci == pytest.approx(normal_interval(winner_scores), abs=0.03)
+    assert sure.n_questions == 60
+    # The share of resamples where the runner-up is at least as good: P(mean difference <= 0), about 0.2.
+    z = statistics.fmean(differences) / (statistics.pstdev(differences) / math.sqrt(60))
+    assert sure.share_runner_up_not_worse == pytest.approx(statistics.NormalDist().cdf(-z), abs=0.08)
+
+    text = summary_markdown(sweep_name="s", metric=METRIC, ranked=[winner, runner_up],
                             records=[winner, runner_up], sure=sure, test_metrics={}, notes=[])  # fmt: skip
-    assert ("NOT clear" in text) == (not sure.clear)
+    assert sure.sentence(METRIC) in text.splitlines()
+    assert "The pick is NOT clear" in text and "The pick is clear" not in text
+    assert "paired difference is +0.033" in text  # 2/60
+    assert "60 questions" in text
+
+
+def test_a_winner_better_on_some_questions_and_worse_on_none_is_clear():
+    # The data the old noise test used: better on 6 of 60, never worse.  No resample can favour the
+    # runner-up except one that draws none of the 6 (probability 0.9 ** 60, about 0.002).
+    winner = record("w", [1, 0, 1, 0, 1, 1, 0, 1, 0, 1] * 6)
+    runner_up = record("r", [1, 0, 1, 0, 1, 0, 0, 1, 0, 1] * 6)
+    sure = certainty(winner, runner_up, METRIC)
+    assert sure.clear and sure.difference_ci[0] > 0
+    assert sure.share_runner_up_not_worse == pytest.approx(0.9**60, abs=0.005)
+    assert "The pick is clear" in sure.sentence(METRIC)
 
 
 def test_noise_and_a_clear_win():
-    noisy = certainty(record("w", [1, 0] * 30), record("r", [0, 1] * 30), "theological_match_score")
-    assert not noisy.clear and "NOT clear" in noisy.sentence("theological_match_score")
-    clear = certainty(record("w", [1] * 60), record("r", [0, 1] * 30), "theological_match_score")
-    assert clear.clear and "The pick is clear" in clear.sentence("theological_match_score")
-    alone = certainty(record("w", [1, 0]), None, "theological_match_score")
-    assert alone.difference_ci is None and "no runner-up" in alone.sentence("theological_match_score")
+    noisy = certainty(record("w", [1, 0] * 30), record("r", [0, 1] * 30), METRIC)
+    assert not noisy.clear and "NOT clear" in noisy.sentence(METRIC)
+    assert noisy.difference_ci[0] < 0 < noisy.difference_ci[1]
+    clear = certainty(record("w", [1] * 60), record("r", [0, 1] * 30), METRIC)
+    assert clear.clear and "The pick is clear" in clear.sentence(METRIC)
+    # Every paired difference is 0 or 1, half of them 1: the interval sits around 0.5, clear of zero.
+    assert clear.difference_ci == pytest.approx(normal_interval([1, 0] * 30), abs=0.03)
+    assert clear.share_runner_up_not_worse == 0.0
+    alone = certainty(record("w", [1, 0]), None, METRIC)
+    assert alone.difference_ci is None and "no runner-up" in alone.sentence(METRIC)
+    assert not alone.clear
+
+
+def test_certainty_needs_scores_and_shared_questions():
+    assert certainty(TrialRecord("w", "r", "n", {}, "FINISHED", {METRIC: 1.0}), None, METRIC) is None
+    winner = record("w", [1, 1, 0])
+    other = TrialRecord("o", "r", "n", {}, "FINISHED", {METRIC: 1.0},
+                        artifacts={"question_scores.csv": f"id,{METRIC}\nx1,1\nx2,0\n"})  # fmt: skip
+    sure = certainty(winner, other, METRIC)
+    assert sure.difference_ci is None and sure.winner_mean == pytest.approx(2 / 3) and sure.n_questions == 3
+    assert sure.winner_ci[0] <= 2 / 3 <= sure.winner_ci[1] and sure.winner_ci[0] < sure.winner_ci[1]
+
+
+def test_a_constant_score_has_a_point_interval():
+    sure = certainty(record("w", [0.5] * 10), record("r", [0.25] * 10), METRIC)
+    assert sure.winner_ci == (0.5, 0.5)
+    assert sure.difference_ci == (0.25, 0.25)
+    assert BOOTSTRAP_RESAMPLES >= 1000  # enough resamples for a stable 2.5 % quantile
+
+
+def test_the_interval_is_seeded():
+    winner, runner_up = record("w", [1, 0, 0, 1, 1] * 4), record("r", [0, 1, 0, 1, 0] * 4)
+    assert certainty(winner, runner_up, METRIC, seed=3) == certainty(winner, runner_up, METRIC, seed=3)
+
+
+def test_the_sentence_reports_the_figures():
+    sure = certainty(record("w", [1, 1, 1, 0]), None, METRIC)
+    assert sure.sentence(METRIC).startswith(f"The winner's {METRIC} on dev is 0.750 (95 % bootstrap interval ")
+    assert "4 questions" in sure.sentence(METRIC)
 
 
 def test_summary_lists_targets_and_top_five():
     records = [record(str(i), [i / 10, i / 10]) for i in range(7)]
-    ranked = rank_trials(records, "theological_match_score", "max")
-    text = summary_markdown(sweep_name="sweep_x", metric="theological_match_score", ranked=ranked, records=records,
+    ranked = rank_trials(records, METRIC, "max")
+    text = summary_markdown(sweep_name="sweep_x", metric=METRIC, ranked=ranked, records=records,
                             sure=None, test_metrics={"test_accuracy": 0.25}, notes=["a note"])  # fmt: skip
-    assert "| `accuracy` | 0.500 | 0.250 | > 0.80 | no |" in text
-    assert "| `theological_match_score` | 0.600 |  | > 0.70 | no |" in text
-    assert text.count(" | LabeledFewShot | 0.") == 5  # the top-5 rows
+    lines = text.splitlines()
+    assert lines[0] == "# sweep_x"
+    assert "7 trials: 7 finished, 0 failed." in lines
+    assert "- a note" in lines
+    assert "## Winner: trial 6 (run run-6)" in lines
+    assert "| `optimizer` | LabeledFewShot |" in lines and "| `max_labeled_demos` | 1 |" in lines
+    assert "| `accuracy` | 0.500 | 0.250 | > 0.80 | no |" in lines
+    assert "| `theological_match_score` | 0.600 |  | > 0.70 | no |" in lines
+    assert "No per-question scores." in lines
+    top = [line for line in lines if line.startswith("| ") and " | LabeledFewShot | 0." in line]
+    assert top == [f"| {rank} | {6 - rank + 1} | LabeledFewShot | {(6 - rank + 1) / 10:.3f} | 0.500 | 10 |"
+                   for rank in range(1, 6)]  # fmt: skip
+    assert "## Failed trials" not in text
+
+
+def test_a_target_is_met_only_above_it():
+    at_target = record("a", [0.7, 0.7], accuracy=0.9)
+    above = TrialRecord("b", "r", "n", {"optimizer": "LabeledFewShot"}, "FINISHED", {METRIC: 0.71, "accuracy": 0.8})
+    for winner, met in ((at_target, {"theological_match_score": "no", "accuracy": "yes"}),
+                        (above, {"theological_match_score": "yes", "accuracy": "no"})):  # fmt: skip
+        text = summary_markdown(sweep_name="s", metric=METRIC, ranked=[winner], records=[winner], sure=None,
+                                test_metrics={}, notes=[])  # fmt: skip
+        for name, answer in met.items():
+            [row] = [line for line in text.splitlines() if line.startswith(f"| `{name}` |")]
+            assert row.endswith(f"| {answer} |"), row
+
+
+def test_failed_trials_are_listed_with_their_error():
+    ok = record("ok", [1.0])
+    failed = TrialRecord("bad", "run-bad", "n", {"optimizer": "BootstrapFewShot"}, "FAILED", error="HTTP 500")
+    killed = TrialRecord("cut", "run-cut", "n", {"optimizer": "LabeledFewShot"}, "KILLED", error="stopped")
+    text = summary_markdown(sweep_name="s", metric=METRIC, ranked=[ok], records=[ok, failed, killed], sure=None,
+                            test_metrics={}, notes=[])  # fmt: skip
+    assert "3 trials: 1 finished, 2 failed." in text
+    assert text.endswith("## Failed trials\n\n- bad (BootstrapFewShot): HTTP 500\n- cut (LabeledFewShot): stopped\n")
+    nothing = summary_markdown(sweep_name="s", metric=METRIC, ranked=[], records=[failed], sure=None,
+                               test_metrics={}, notes=[])  # fmt: skip
+    assert nothing == "# s\n\n1 trials: 0 finished, 1 failed.\n\nNo trial finished, so there is no winner.\n"
+
+
+def test_trials_frame_has_one_row_per_trial_named_as_everywhere():
+    ok = record("a", [1.0, 0.0], lm_calls=7)
+    ok.seconds, ok.attempts = 12.34, 2
+    rejected = TrialRecord("b", "run-b", "name-b", {"optimizer": "sgd", "x": 1}, "FAILED", error="bad optimizer")
+    frame = trials_frame([ok, rejected])
+    assert list(frame["trial_id"]) == ["a", "b"]
+    first = frame.iloc[0]
+    assert [first[name] for name in ("run_id", "run_name", "status", "attempts")] == ["run-a", "name-a", "FINISHED", 2]
+    assert first["seconds"] == 12.3 and first["lm_calls"] == 7 and first[METRIC] == 0.5
+    assert first["num_examples"] == first["train_size"] and first["error"] == ""
+    assert frame.iloc[1]["optimizer"] == "sgd" and frame.iloc[1]["x"] == 1 and frame.iloc[1]["error"] == "bad optimizer"
+
+
+SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
+
+
+def test_searched_params_are_the_non_constant_ones():
+    space = load_space(SPACE)
+    config = {"optimizer": "BootstrapFewShot", "max_bootstrapped_demos": 2, "max_labeled_demos": 1, "max_rounds": 1}
+    config.update(
+        {"train_size": 8, "retrieval_k": 2, "chain_of_thought": False, "model_format": "completion", "seed": 7}
+    )
+    searched = searched_params(config, space)
+    assert set(searched) == {"optimizer", "max_bootstrapped_demos", "max_labeled_demos", "train_size", "retrieval_k"}
+    assert searched["optimizer"].choices == ("LabeledFewShot", "BootstrapFewShot")
+    labeled = {"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "train_size": 4}
+    assert set(searched_params(labeled, space)) == {"optimizer", "max_labeled_demos", "train_size"}
+
+
+def test_plots_are_written_for_finished_trials(tmp_path):
+    space = load_space(SPACE)
+    records = []
+    trials = [("LabeledFewShot", 1, 4, 0), ("LabeledFewShot", 3, 8, 2), ("BootstrapFewShot", 2, 4, 2)]
+    for index, (optimizer, demos, size, k) in enumerate([*trials, ("LabeledFewShot", 2, 8, 0)]):
+        config = {"optimizer": optimizer, "train_size": size, "retrieval_k": k, "seed": 7}
+        config.update({"max_labeled_demos": demos} if optimizer == "LabeledFewShot" else
+                      {"max_bootstrapped_demos": demos, "max_labeled_demos": 1, "max_rounds": 1})  # fmt: skip
+        records.append(TrialRecord(str(index), "r", "n", config, "FINISHED", {METRIC: index / 10}))
+    records.insert(0, TrialRecord("x", "r", "n", {"optimizer": "LabeledFewShot"}, "FAILED"))
+    records.insert(2, TrialRecord("y", "r", "n", {"optimizer": "LabeledFewShot", "train_size": 4}, "FINISHED", {}))
+    written = write_plots(records, space, tmp_path)
+    names = {path.name for path in written}
+    assert names == {"optimization_history.png", "param_importances.png", "parallel_coordinates.png"}
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+    study = plotted_study(records, space)  # what the plots drew: the four finished trials with the objective
+    assert [trial.value for trial in study.trials] == [0.0, 0.1, 0.2, 0.3]
+    assert study.direction.name == "MAXIMIZE"
+    assert study.trials[2].params == {"optimizer": "BootstrapFewShot", "max_bootstrapped_demos": 2,
+                                      "max_labeled_demos": 1, "train_size": 4, "retrieval_k": 2}  # fmt: skip
+    assert plotted_study(records, replace(space, mode="min")).direction.name == "MINIMIZE"
+
+
+def test_the_whole_summary_as_a_person_reads_it():
+    winner = TrialRecord(
+        "w1", "run-w1", "name-w1",
+        {"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "train_size": 8, "retrieval_k": 1, "seed": 3},
+        "FINISHED",
+        {METRIC: 0.75, "accuracy": 0.5, "key_term_accuracy": 0.9, "cross_reference_recall": 0.25, "lm_calls": 12},
+    )  # fmt: skip
+    # A runner-up that reported neither accuracy nor lm_calls: "nan" and 0 in its row.
+    runner_up = TrialRecord("r2", "run-r2", "name-r2", {"optimizer": "BootstrapFewShot"}, "FINISHED", {METRIC: 0.5})
+    failed = TrialRecord("f3", "run-f3", "name-f3", {"optimizer": "MIPROv2"}, "FAILED", error="HTTP 500")
+    text = summary_markdown(
+        sweep_name="sweep_demo_20260101_000000",
+        metric=METRIC,
+        ranked=[winner, runner_up],
+        records=[winner, runner_up, failed],
+        sure=None,
+        test_metrics={"test_accuracy": 0.25, "test_theological_match_score": 0.5},
+        notes=["TPE samples its first 10 trials at random"],
+    )
+    assert text == (
+        "# sweep_demo_20260101_000000\n"
+        "\n"
+        "3 trials: 2 finished, 1 failed.\n"
+        "- TPE samples its first 10 trials at random\n"
+        "\n"
+        "## Winner: trial w1 (run run-w1)\n"
+        "\n"
+        "| param | value |\n"
+        "|---|---|\n"
+        "| `optimizer` | LabeledFewShot |\n"
+        "| `max_labeled_demos` | 2 |\n"
+        "| `train_size` | 8 |\n"
+        "| `num_examples` | 8 |\n"
+        "| `retrieval_k` | 1 |\n"
+        "| `chain_of_thought` | False |\n"
+        "| `bootstrap_metric` | composite_score |\n"
+        "| `bootstrap_threshold` | 0.5 |\n"
+        "| `seed` | 3 |\n"
+        "\n"
+        "| metric | dev | test | seed target | met on dev? |\n"
+        "|---|---|---|---|---|\n"
+        "| `accuracy` | 0.500 | 0.250 | > 0.80 | no |\n"
+        "| `theological_match_score` | 0.750 | 0.500 | > 0.70 | yes |\n"
+        "| `key_term_accuracy` | 0.900 |  | > 0.85 | yes |\n"
+        "| `cross_reference_recall` | 0.250 |  | > 0.65 | no |\n"
+        "\n"
+        "## How sure is the pick?\n"
+        "\n"
+        "No per-question scores.\n"
+        "\n"
+        "## Top 5\n"
+        "\n"
+        "| rank | trial | optimizer | theological_match_score | accuracy | lm_calls |\n"
+        "|---|---|---|---|---|---|\n"
+        "| 1 | w1 | LabeledFewShot | 0.750 | 0.500 | 12 |\n"
+        "| 2 | r2 | BootstrapFewShot | 0.500 | nan | 0 |\n"
+        "\n"
+        "## Failed trials\n"
+        "\n"
+        "- f3 (MIPROv2): HTTP 500\n"
+    )
+
+
+def test_the_certainty_sentences_word_for_word():
+    # Every question scores the same: each interval is a single point, so the sentence follows from the data.
+    sure = certainty(record("w", [0.5] * 10), record("r", [0.25] * 10), METRIC)
+    assert sure.sentence(METRIC) == (
+        "The winner's theological_match_score on dev is 0.500 (95 % bootstrap interval 0.500 to 0.500, "
+        "10 questions). Against the runner-up (0.250) the paired difference is +0.250 (95 % interval +0.250 to "
+        "+0.250). The pick is clear: the interval excludes zero."
+    )
+    tied = certainty(record("w", [0.5] * 10), record("r", [0.5] * 10), METRIC)
+    assert tied.share_runner_up_not_worse == 1.0  # equal in every resample counts as not worse
+    assert tied.sentence("accuracy") == (
+        "The winner's accuracy on dev is 0.500 (95 % bootstrap interval 0.500 to 0.500, 10 questions). Against the "
+        "runner-up (0.500) the paired difference is +0.000 (95 % interval +0.000 to +0.000). The pick is NOT clear: "
+        "the interval includes zero, so the runner-up may be as good (it scored at least as well in 100% of "
+        "resamples). Treat the top trials as tied, or score them on more questions."
+    )
+    alone = certainty(record("w", [1.0] * 4), None, METRIC)
+    assert alone.sentence(METRIC) == (
+        "The winner's theological_match_score on dev is 1.000 (95 % bootstrap interval 1.000 to 1.000, "
+        "4 questions). There is no runner-up to compare with."
+    )
+
+
+def test_every_question_can_be_drawn_in_a_resample():
+    # One right answer among five: some resamples draw it, so the interval's top is above zero.
+    sure = certainty(record("w", [1, 0, 0, 0, 0]), None, METRIC)
+    assert sure.winner_ci[0] == 0.0 and sure.winner_ci[1] > 0.0
+
+
+def test_equal_trials_keep_the_trial_id_order_whatever_order_they_come_in():
+    later, earlier = record("t2", [0.5, 0.5]), record("t1", [0.5, 0.5])
+    assert [r.trial_id for r in rank_trials([later, earlier], METRIC, "max")] == ["t1", "t2"]
+
+
+def test_searched_params_for_a_single_optimizer_space_and_an_unknown_optimizer(tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text(
+        "optimizers:\n  LabeledFewShot:\n    max_labeled_demos: {int: [1, 3]}\nretrieval_k: {choice: [0, 2]}\n"
+    )
+    space = load_space(path)
+    assert set(searched_params({"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "retrieval_k": 0}, space)) == {
+        "max_labeled_demos",
+        "retrieval_k",
+    }  # one optimizer: it is not searched
+    assert set(searched_params({"optimizer": "MIPROv2", "retrieval_k": 2}, space)) == {"retrieval_k"}
+    both = load_space(SPACE)
+    optimizer = searched_params({"optimizer": "LabeledFewShot"}, both)["optimizer"]
+    assert (optimizer.name, optimizer.kind) == ("optimizer", "choice")

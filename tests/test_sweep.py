@@ -1,5 +1,7 @@
 """End to end: a 6-trial sweep over two optimizer types against the real bundled LM, a real ``mlflow server``
-and a real local Ray instance; then ``pick``.  And a failing sweep against a FAKE LM that always errs."""
+and a real local Ray instance; then ``pick``.  The LM is reached through a counting pass-through proxy, so
+the tests see what the server saw.  (Sweeps against a FAKE LM, faults among them, are in
+``test_sweep_fake_lm.py``.)"""
 
 from __future__ import annotations
 
@@ -9,21 +11,26 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import dspy
 import mlflow
 import pytest
 
-from bibleqa.lm import LMSettings, build_adapter, build_lm
+from bibleqa.dataset import load_dataset
+from bibleqa.evaluate import evaluate
+from bibleqa.lm import LMSettings, lm_context
 from bibleqa.metrics import TRACKED_METRICS
-from sweeps.pick import pick_run, rank_runs
+from bibleqa.program import build_program
+from sweeps.pick import pick_run
 from sweeps.run import SweepOptions, run_sweep
 from sweeps.trial import REPORTED_METRICS
-from tests.fakes import completion_body
+from tests.fakes import CountingProxy
 from tests.helpers import SEED_COMPARISON, small_data
 
-pytestmark = [pytest.mark.lm, pytest.mark.mlflow_server, pytest.mark.slow]
+pytestmark = [pytest.mark.lm, pytest.mark.mlflow_server, pytest.mark.slow, pytest.mark.ray]
 
 SPACE = """
 objective: {metric: theological_match_score, mode: max}
@@ -43,25 +50,52 @@ RAY_BOOKKEEPING = {"pid", "timestamp", "done", "training_iteration", "time_this_
                    "hostname", "node_ip", "date", "trial_id", "iterations_since_restore"}  # fmt: skip
 
 
+PLANTED_KEY = "sk-planted-e2e-91c4b7"
+
+
+@dataclass
+class Sweep:
+    summary: Any
+    lines: list[str]
+    settings: LMSettings
+    uri: str
+    proxy: CountingProxy
+    directory: Path
+    dataset: Any
+
+    def __iter__(self):  # summary, lines, settings, uri
+        return iter((self.summary, self.lines, self.settings, self.uri))
+
+
 @pytest.fixture(scope="module")
 def sweep(local_lm, mlflow_server, tmp_path_factory):
+    """The sweep, through a counting pass-through proxy in front of the real LM, with a planted API key and
+    every DSPy cache (the driver's and the trials') inside this module's folder."""
     directory = tmp_path_factory.mktemp("sweep")
     space = directory / "e2e.yaml"
     space.write_text(SPACE)
-    settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion")
+    proxy = CountingProxy(local_lm.base_url)
+    settings = LMSettings(lm_base=proxy.base_url, lm_model=local_lm.model, model_format="completion")
     lines: list[str] = []
+    data = small_data(directory, train=24, dev=8, test=4)
     options = SweepOptions(
         str(space),
         trials=6,
         search="tpe",
         n_startup_trials=3,
-        data=str(small_data(directory, train=24, dev=8, test=4)),
+        data=str(data),
         tracking_uri=mlflow_server,
         storage=str(directory / "results"),
         register="bibleqa-e2e",
     )
-    summary = run_sweep(options, settings, lm_studio=False, n_ctx=local_lm.n_ctx, echo=lines.append)
-    return summary, lines, settings, mlflow_server
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LM_STUDIO_API_KEY", PLANTED_KEY)
+        patch.setenv("DSPY_CACHEDIR", str(directory / "trials_dspy_cache"))  # the Ray workers' cache
+        dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(directory / "driver_dspy_cache"))
+        summary = run_sweep(options, settings, lm_studio=False, n_ctx=local_lm.n_ctx, echo=lines.append)
+    (directory / "summary.json").write_text(json.dumps(summary.as_json()))
+    yield Sweep(summary, lines, settings, mlflow_server, proxy, directory, load_dataset(data))
+    proxy.close()
 
 
 def children_of(uri: str, summary) -> list:
@@ -99,24 +133,32 @@ def test_every_trial_is_a_finished_child_run_with_the_names(sweep):
     assert sum(line.startswith("[") and " trial " in line for line in lines) == 6
 
 
+def winner_by_the_readme(children: list) -> Any:
+    """The README's rule, written out: highest theological_match_score, then highest accuracy, then fewest
+    lm_calls, then the smallest trial id."""
+    tied = children
+    for name, pick in (("theological_match_score", max), ("accuracy", max), ("lm_calls", min)):
+        best = pick(child.data.metrics[name] for child in tied)
+        tied = [child for child in tied if child.data.metrics[name] == best]
+    return min(tied, key=lambda child: child.data.tags["trial_id"])
+
+
 def test_the_parent_names_the_winner_by_the_rule(sweep):
     summary, _, _, uri = sweep
     client = mlflow.MlflowClient(uri)
     parent = client.get_run(summary.parent_run_id)
     assert re.fullmatch(r"sweep_e2e_\d{8}_\d{6}", parent.info.run_name)
     assert parent.info.status == "FINISHED" and parent.data.tags["run_type"] == "sweep"
-    ranked = rank_runs(children_of(uri, summary), "theological_match_score", "max")
-    winner = ranked[0]
+    children = children_of(uri, summary)
+    winner = winner_by_the_readme(children)
     assert parent.data.tags["best_run_id"] == winner.info.run_id == summary.best_run_id
     assert parent.data.tags["best_trial_id"] == winner.data.tags["trial_id"]
     metrics = parent.data.metrics
     for name in TRACKED_METRICS:
         assert metrics[f"best_{name}"] == pytest.approx(winner.data.metrics[name])
-        assert f"test_{name}" in metrics
         assert name not in metrics  # so "metrics.accuracy > 0.8" matches trial runs only
     assert metrics["n_trials"] == 6 and metrics["n_failed"] == 0
-    assert metrics["total_lm_calls"] == pytest.approx(sum(r.data.metrics["lm_calls"] for r in ranked))
-    assert metrics["max_lm_calls_in_flight"] <= 1  # the bundled server has one slot
+    assert metrics["total_lm_calls"] == pytest.approx(sum(child.data.metrics["lm_calls"] for child in children))
     assert metrics["best_ci_low"] <= metrics["best_theological_match_score"] <= metrics["best_ci_high"]
     params = parent.data.params
     for name in ("space_file", "space_sha256", "search", "seed", "n_trials_budget", "concurrency", "model",
@@ -133,18 +175,60 @@ def test_the_parent_names_the_winner_by_the_rule(sweep):
     summary_md = Path(mlflow.artifacts.download_artifacts(run_id=summary.parent_run_id, artifact_path="summary.md",
                                                          tracking_uri=uri)).read_text()  # fmt: skip
     assert "How sure is the pick?" in summary_md and "> 0.80" in summary_md
+    assert f"## Winner: trial {winner.data.tags['trial_id']} (run {winner.info.run_id})" in summary_md
     trials_csv = Path(summary.sweep_dir, "trials.csv").read_text().splitlines()
     assert len(trials_csv) == 7 and trials_csv[0].startswith("trial_id,run_id")
 
 
-def test_the_winners_model_loads_and_answers(sweep):
+def winners_program(sweep: Sweep) -> Any:
+    """The winner's compiled program, rebuilt from its own child run's program.json."""
+    path = mlflow.artifacts.download_artifacts(
+        run_id=sweep.summary.best_run_id, artifact_path="program.json", tracking_uri=sweep.uri
+    )
+    config = mlflow.MlflowClient(sweep.uri).get_run(sweep.summary.best_run_id).data.params
+    program = build_program(int(config["retrieval_k"]), config["chain_of_thought"] == "True")
+    program.load(path)
+    return program
+
+
+def test_the_test_metrics_are_the_winners_scores_on_the_test_split(sweep):
+    # Scored again, with the driver's response cache: every prompt must be one the sweep already sent.
+    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(sweep.directory / "driver_dspy_cache"))
+    sent = sweep.proxy.posts
+    with lm_context(sweep.settings):
+        again = evaluate(winners_program(sweep), sweep.dataset.examples("test"))
+    assert sweep.proxy.posts == sent  # no new call: the sweep scored this program on these questions
+    parent = mlflow.MlflowClient(sweep.uri).get_run(sweep.summary.parent_run_id).data.metrics
+    for name in TRACKED_METRICS:
+        assert parent[f"test_{name}"] == pytest.approx(again.metrics[name])
+    assert parent["test_n_errors"] == again.n_errors
+
+
+def test_lm_calls_in_flight_never_exceed_the_slot_and_every_trial_call_takes_it(sweep):
+    children = children_of(sweep.uri, sweep.summary)
+    trial_calls = sum(child.data.metrics["lm_calls"] for child in children)
+    slot_stats = sweep.summary.slot_stats
+    assert trial_calls > 0 and sweep.proxy.posts > 0
+    assert sweep.proxy.max_in_flight == 1  # the server's side: one call at a time, as the one slot allows
+    assert slot_stats["lm_slots"] == 1 and slot_stats["max_lm_calls_in_flight"] == 1
+    assert slot_stats["lm_calls_through_slots"] == trial_calls  # every call of every trial took the slot
+
+
+def test_the_winners_model_is_the_winners_program(sweep):
     summary, _, settings, uri = sweep
     mlflow.set_tracking_uri(uri)
-    program = mlflow.dspy.load_model(summary.model_uri)
+    model = mlflow.dspy.load_model(summary.model_uri)
     mlflow.clear_active_model()
-    with dspy.context(lm=build_lm(settings), adapter=build_adapter("completion")):
-        prediction = program(question="Who built the ark?")
-    assert isinstance(prediction.answer, str) and prediction.answer
+    rebuilt = winners_program(sweep)
+    assert [dict(demo) for demo in model.answer_question.demos] == [dict(d) for d in rebuilt.answer_question.demos]
+    # Both send the same prompt for the same question: watch the two requests through the proxy.
+    first = sweep.proxy.posts
+    with lm_context(replace(settings, cache=False)):
+        from_model = model(question="Who built the ark?")
+        from_state = rebuilt(question="Who built the ark?")
+    assert sweep.proxy.posts == first + 2
+    assert sweep.proxy.bodies[-1] == sweep.proxy.bodies[-2]
+    assert isinstance(from_model.answer, str) and from_model.references == from_state.references
     registered = mlflow.MlflowClient(uri).get_model_version_by_alias("bibleqa-e2e", "champion")
     assert registered.version == "1"
 
@@ -183,35 +267,16 @@ def test_pick_agrees_with_the_parent(sweep, local_lm):
     assert unknown.returncode == 2 and "does not exist" in unknown.stderr
 
 
-def test_output_json_and_sweep_folder_hold_no_secret(sweep):
-    summary, _, _, _ = sweep
+def test_nothing_the_sweep_wrote_holds_the_api_key(sweep, mlflow_server_root):
+    summary = sweep.summary
     folder = Path(summary.sweep_dir)
     assert {"space.yaml", "sweep.json", "sweep.log", "summary.md", "trials.csv"} <= {p.name for p in folder.iterdir()}
-    settings = json.loads((folder / "sweep.json").read_text())
-    assert "api_key" not in json.dumps(settings)
     payload = summary.as_json()
     for key in ("parent_run_id", "best_run_id", "best_config", "best_metrics", "n_trials", "n_failed"):
         assert key in payload
-
-
-@pytest.mark.lm
-def test_failed_trials_are_failed_runs_kept_across_retries(scripted_lm, tmp_path):
-    fake = scripted_lm([(500, {"error": "the FAKE server always fails"})])
-    space = tmp_path / "boot.yaml"
-    space.write_text("optimizers:\n  BootstrapFewShot:\n    max_bootstrapped_demos: 1\ntrain_size: 4\nretrieval_k: 0\n")
-    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0)
-    options = SweepOptions(
-        str(space), trials=2, max_failures=1, data=str(small_data(tmp_path, train=6, dev=2, test=1)),
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", storage=str(tmp_path / "results"),
-    )  # fmt: skip
-    summary = run_sweep(options, settings, lm_studio=True, n_ctx=4096)
-    assert summary.n_trials == 2 and summary.n_failed == 2 and summary.best_run_id is None
-    client = mlflow.MlflowClient(options.tracking_uri)
-    for child in children_of(options.tracking_uri, summary):
-        assert child.info.status == "FAILED"
-        assert child.data.tags["attempt"] == "2"  # one retry, the same run
-        assert child.data.tags["last_error"]
-    parent = client.get_run(summary.parent_run_id)
-    assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 2
-    assert "No trial finished" in Path(summary.sweep_dir, "summary.md").read_text()
-    assert completion_body  # the fake's answers are never needed: every call fails
+    written = [path for root in (sweep.directory, mlflow_server_root) for path in root.rglob("*") if path.is_file()]
+    names = {path.name for path in written}
+    assert {"sweep.json", "sweep.log", "summary.json", "program.json", "mlflow.db"} <= names
+    assert any(path.suffix == ".pkl" for path in written)  # the winner's pickled MLflow model
+    assert any("trials_dspy_cache" in str(path) for path in written)  # the trials' response cache
+    assert [str(path) for path in written if PLANTED_KEY.encode() in path.read_bytes()] == []

@@ -1,0 +1,68 @@
+"""bibleqa.tracking: where runs go, fast failure of an unreachable or hung MLflow server, and a model logged
+with no LM (nor its key) inside."""
+
+from __future__ import annotations
+
+import time
+
+import dspy
+import mlflow
+import pytest
+
+from bibleqa.errors import TrackingError
+from bibleqa.lm import LMSettings, build_lm
+from bibleqa.local_lm import free_port
+from bibleqa.program import build_program
+from bibleqa.tracking import (
+    DEFAULT_TRACKING_URI,
+    TRACKING_CHECK_TIMEOUT_S,
+    check_tracking,
+    log_program_model,
+    resolve_tracking_uri,
+)
+from tests.fakes import SilentServer
+
+
+def test_the_tracking_uri_is_the_flag_then_the_environment_then_sqlite(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_tracking_uri("sqlite:///flag.db") == "sqlite:///flag.db"
+    assert resolve_tracking_uri(None) == "http://env:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert resolve_tracking_uri(None) == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
+
+
+def test_a_closed_port_fails_at_once_with_one_line():
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as raised:
+        check_tracking(uri)
+    assert time.monotonic() - started < 5
+    assert str(raised.value).startswith(f"the MLflow server is not reachable at {uri}: ")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_server_that_never_answers_fails_within_10_seconds():
+    silent = SilentServer()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TrackingError, match="not reachable"):
+            check_tracking(silent.url)
+        seconds = time.monotonic() - started
+    finally:
+        silent.close()
+    assert silent.first_contact is not None  # the connection was accepted: this is a hung server, not a closed port
+    assert TRACKING_CHECK_TIMEOUT_S <= seconds < 10
+
+
+def test_a_local_store_needs_no_check():
+    check_tracking("sqlite:////nonexistent/dir/mlflow.db")  # nothing to reach: the store is a file
+
+
+def test_a_model_is_never_logged_while_an_lm_is_configured(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    lm = build_lm(LMSettings(lm_base="http://127.0.0.1:9/v1", lm_model="m", model_format="completion"))
+    with dspy.context(lm=lm), mlflow.start_run() as run, pytest.raises(RuntimeError, match="refusing to log a model"):
+        log_program_model(build_program(retrieval_k=0))
+    assert mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list") == []
+    assert not any(path.suffix == ".pkl" for path in tmp_path.rglob("*"))
