@@ -98,7 +98,7 @@ def test_question_scores_csv_has_one_row_per_dev_question(fake_lm_server, tmp_pa
 
     fake = fake_lm_server([], answer=answer)
     settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0)
-    program = build_program(retrieval_k=0)
+    program = build_program(retrieval_k=0, related_passages=0)
     with lm_context(settings):
         evaluation = evaluate(program, dev)
     # DSPy's history, which lm_calls counts, keeps the answered calls: the failed one is not among them.

@@ -303,6 +303,7 @@ def test_the_whole_summary_as_a_person_reads_it():
         "| `train_size` | 8 |\n"
         "| `num_examples` | 8 |\n"
         "| `retrieval_k` | 1 |\n"
+        "| `related_passages` | 15 |\n"
         "| `chain_of_thought` | False |\n"
         "| `bootstrap_metric` | composite_score |\n"
         "| `bootstrap_threshold` | 0.5 |\n"

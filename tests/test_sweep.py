@@ -23,8 +23,7 @@ from bibleqa.dataset import load_dataset
 from bibleqa.evaluate import evaluate
 from bibleqa.lm import LMSettings, lm_context
 from bibleqa.metrics import TRACKED_METRICS
-from bibleqa.program import build_program
-from sweeps.pick import pick_run
+from sweeps.pick import pick_run, program_from_params
 from sweeps.run import SweepOptions, run_sweep
 from sweeps.trial import REPORTED_METRICS
 from tests.fakes import CountingProxy
@@ -186,7 +185,7 @@ def winners_program(sweep: Sweep) -> Any:
         run_id=sweep.summary.best_run_id, artifact_path="program.json", tracking_uri=sweep.uri
     )
     config = mlflow.MlflowClient(sweep.uri).get_run(sweep.summary.best_run_id).data.params
-    program = build_program(int(config["retrieval_k"]), config["chain_of_thought"] == "True")
+    program = program_from_params(config)
     program.load(path)
     return program
 
