@@ -103,8 +103,8 @@ def test_no_file_the_run_writes_holds_the_api_key(local_lm, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_the_related_passages_flag_reaches_the_run_and_its_references(scripted_lm, tmp_path):
-    fake = scripted_lm([(200, chat_body(EVERY_FIELD_ANSWER))])  # answers "Noah", cites Genesis 6:14
+def test_the_related_passages_flag_reaches_the_run_and_its_references(fake_lm_server, tmp_path):
+    fake = fake_lm_server([(200, chat_body(EVERY_FIELD_ANSWER))])  # answers "Noah", cites Genesis 6:14
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     data = str(small_data(tmp_path, dev=2))
     command = [sys.executable, "-m", "bibleqa.cli", "train", "--lm-base", fake.base_url, "--lm-model", "fake-model",
