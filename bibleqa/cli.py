@@ -16,22 +16,15 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
 
 from bibleqa.errors import UserError
-from bibleqa.lm import DEFAULT_LM_BASE, MODEL_FORMATS, LMSettings
+from bibleqa.knobs import KNOB_DEFAULTS
+from bibleqa.lm import DEFAULT_LM_BASE, MODEL_FORMATS, LMSettings, lm_studio
+from bibleqa.local_lm import DEFAULT_N_CTX, bundled_lm, serve_forever
+from bibleqa.tracking import DEFAULT_EXPERIMENT
 
 LM_CHOICES = ("lmstudio", "local")
 QUIET_LOGGERS = ("dspy", "LiteLLM", "litellm", "httpx", "alembic", "urllib3", "bm25s", "optuna", "ray", "matplotlib")
-
-
-@dataclass(frozen=True)
-class LMChoice:
-    """The LM a command talks to, once the bundled server (if any) is up."""
-
-    settings: LMSettings
-    lm_studio: bool
-    n_ctx: int | None
 
 
 def add_lm_flags(parser: argparse.ArgumentParser) -> None:
@@ -59,32 +52,28 @@ def add_lm_flags(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def lm_from_flags(args: argparse.Namespace) -> Iterator[LMChoice]:
+def lm_from_flags(args: argparse.Namespace) -> Iterator[LMSettings]:
     """Yield the LM the flags name, starting (and later stopping) the bundled server for ``--lm local``."""
-    local = args.lm == "local"
-    settings = LMSettings(
-        lm_base=args.lm_base or DEFAULT_LM_BASE,
-        lm_model=args.lm_model,
-        model_format=args.model_format or ("completion" if local else "chat"),
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        timeout=args.timeout,
-        retries=args.retries,
-        cache=not args.no_cache,
-    )
-    if not local:
-        yield LMChoice(settings, lm_studio=True, n_ctx=None)
+    call = {"temperature": args.temperature, "max_tokens": args.max_tokens, "timeout": args.timeout,
+            "retries": args.retries, "cache": not args.no_cache}  # fmt: skip
+    if args.lm != "local":
+        yield lm_studio(
+            args.lm_model,
+            args.lm_base or DEFAULT_LM_BASE,
+            model_format=args.model_format or "chat",
+            **call,
+        )
         return
     if args.lm_base:
         raise UserError("--lm-base names an LM server, but --lm local starts its own: drop one of them")
-    from bibleqa.local_lm import local_lm_server
-
-    with local_lm_server() as server:
-        yield LMChoice(replace(settings, lm_base=server.base_url, lm_model=server.model), False, server.n_ctx)
+    if args.lm_model:
+        raise UserError("--lm-model names a model on a server, but --lm local serves its own: drop --lm-model")
+    with bundled_lm(model_format=args.model_format or "completion", **call) as lm:
+        yield lm
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bibleqa.train import TrainConfig, run_training
+    from bibleqa.train import TrainConfig, run_training  # DSPy and MLflow: --help stays fast
 
     config = TrainConfig(
         optimizer=args.optimizer,
@@ -95,16 +84,8 @@ def _train(args: argparse.Namespace) -> int:
         chain_of_thought=args.chain_of_thought,
         related_passages=args.related_passages,
     )
-    with lm_from_flags(args) as choice:
-        result = run_training(
-            config,
-            choice.settings,
-            data=args.data,
-            tracking_uri=args.tracking_uri,
-            experiment=args.experiment,
-            lm_studio=choice.lm_studio,
-            n_ctx=choice.n_ctx,
-        )
+    with lm_from_flags(args) as lm:
+        result = run_training(config, lm, data=args.data, tracking_uri=args.tracking_uri, experiment=args.experiment)
     print(f"run {result.run_name} ({result.run_id}) in {result.tracking_uri}")
     for name, value in result.metrics.items():
         print(f"  {name:<26} {value:.3f}")
@@ -114,16 +95,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve_lm(args: argparse.Namespace) -> int:
-    from bibleqa.local_lm import serve_forever
-
     return serve_forever(args.host, args.port, args.n_ctx)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bibleqa.local_lm import DEFAULT_N_CTX
-    from bibleqa.related import DEFAULT_RELATED_PASSAGES
-    from bibleqa.tracking import DEFAULT_EXPERIMENT
-
     parser = argparse.ArgumentParser(prog="bibleqa", description="Bible QA with DSPy, tracked in MLflow.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs too")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,16 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="DSPy optimizer class (LabeledFewShot, BootstrapFewShot, "
         "BootstrapFewShotWithRandomSearch, MIPROv2) or the seed's alias (bootstrap, ...)",
     )
-    train.add_argument("--num-examples", type=int, default=16, help="training examples used (train_size)")
+    train.add_argument(
+        "--num-examples", type=int, default=KNOB_DEFAULTS["train_size"], help="training examples used (train_size)"
+    )
     train.add_argument("--max-bootstrapped-demos", type=int, default=2)
     train.add_argument("--max-labeled-demos", type=int, default=2)
-    train.add_argument("--retrieval-k", type=int, default=3, help="BM25 passages given to the LM")
+    train.add_argument(
+        "--retrieval-k", type=int, default=KNOB_DEFAULTS["retrieval_k"], help="BM25 passages given to the LM"
+    )
     train.add_argument(
         "--related-passages",
         type=int,
-        default=DEFAULT_RELATED_PASSAGES,
+        default=KNOB_DEFAULTS["related_passages"],
         help=f"TSK cross references of the cited verses added to the references (0: off; default "
-        f"{DEFAULT_RELATED_PASSAGES})",
+        f"{KNOB_DEFAULTS['related_passages']})",
     )
     train.add_argument("--chain-of-thought", action="store_true", help="let the LM reason first (never scored)")
     train.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")

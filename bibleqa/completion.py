@@ -18,19 +18,18 @@ Base models such as the bundled Gemma 3 270M answer sensibly only when they cont
 DSPy 3.4's own ``model_type="text"`` appends ``\\n\\nBEGIN RESPONSE:`` to the prompt, after which this
 model answers with an empty line.  So this format has two parts of its own:
 
-* ``CompletionAdapter`` renders the signature, demos and inputs as such a document (one user message) and
-  parses the continuation back into output fields;
-* ``CompletionEngine`` (a DSPy 3.4 custom engine) sends that message's text as the ``prompt``, unchanged,
-  with ``max_tokens`` and stop sequences, and reports token usage.
+* ``CompletionAdapter`` (here) renders the signature, demos and inputs as such a document (one user
+  message) and parses the continuation back into output fields;
+* ``bibleqa.engines.CompletionEngine`` sends that message's text as the ``prompt``, unchanged, with
+  ``max_tokens`` and stop sequences, and reports token usage.
 
-Example (against a running server)::
+Example::
 
-    >>> import dspy
-    >>> from bibleqa.completion import CompletionAdapter, CompletionEngine
-    >>> engine = CompletionEngine("http://127.0.0.1:1234/v1", "gemma-3-270m")
-    >>> lm = dspy.LM("lm_studio/gemma-3-270m", engine=engine, max_tokens=32, temperature=0.0)
-    >>> with dspy.context(lm=lm, adapter=CompletionAdapter()):  # doctest: +SKIP
-    ...     dspy.Predict("question -> answer")(question="Who built the ark?").answer
+    >>> from bibleqa.completion import CompletionAdapter
+    >>> from bibleqa.program import AnswerBibleQuestion
+    >>> [message] = CompletionAdapter().format(AnswerBibleQuestion, [], {"question": "Who built the ark?"})
+    >>> message["content"].splitlines()[-2:]
+    ['Question: Who built the ark?', 'Answer:']
 """
 
 from __future__ import annotations
@@ -39,24 +38,8 @@ import logging
 import re
 from typing import Any
 
-import httpx
 from dspy.adapters.base import Adapter
-from dspy.lm15 import (
-    InvalidRequestError,
-    Message,
-    ProviderError,
-    RateLimitError,
-    Response,
-    ServerError,
-    TextPart,
-    TransportError,
-    Usage,
-    response_to_events,
-)
-from dspy.lm15 import TimeoutError as LMTimeoutError
 from dspy.utils.exceptions import AdapterParseError
-
-from bibleqa.lm import api_key
 
 logger = logging.getLogger(__name__)
 
@@ -142,83 +125,3 @@ class CompletionAdapter(Adapter):
         for name in missing:
             values[name] = ""
         return values
-
-
-class CompletionEngine:
-    """A DSPy custom engine for ``POST {base_url}/completions`` that sends the prompt exactly as written.
-
-    The API key is read from ``LM_STUDIO_API_KEY`` at call time and never stored, so ``dump_state`` (and
-    anything that saves this engine) holds no secret.
-    """
-
-    def __init__(self, base_url: str, model: str, timeout: float = 60.0):
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.timeout = timeout
-        self._client = httpx.Client(timeout=timeout)
-
-    def complete(self, request) -> Response:
-        prompt = "".join(part.text for message in request.messages for part in message.parts if hasattr(part, "text"))
-        config = request.config
-        body: dict[str, Any] = {"model": self.model, "prompt": prompt}
-        if config.max_tokens is not None:
-            body["max_tokens"] = config.max_tokens
-        if config.temperature is not None:
-            body["temperature"] = config.temperature
-        if config.stop:
-            body["stop"] = list(config.stop)
-        if config.seed is not None:
-            body["seed"] = config.seed
-        payload = self._post(body)
-        choice = (payload.get("choices") or [{}])[0]
-        usage = payload.get("usage") or {}
-        finish = choice.get("finish_reason") or "stop"
-        return Response(
-            id=payload.get("id"),
-            model=payload.get("model") or self.model,
-            message=Message.assistant([TextPart(choice.get("text") or "")]),
-            finish_reason=finish if finish in ("stop", "length") else "stop",
-            usage=Usage(
-                input_tokens=usage.get("prompt_tokens"),
-                output_tokens=usage.get("completion_tokens"),
-                total_tokens=usage.get("total_tokens"),
-            ),
-        )
-
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}/completions"
-        try:
-            response = self._client.post(url, json=body, headers={"Authorization": f"Bearer {api_key()}"})
-        except httpx.TimeoutException as error:
-            raise LMTimeoutError(f"{url}: no answer within {self.timeout} s") from error
-        except httpx.HTTPError as error:
-            raise TransportError(f"{url}: {error}") from error
-        if response.status_code == 429:
-            raise RateLimitError(f"{url}: HTTP 429 {response.text[:200]}")
-        if response.status_code >= 500:
-            raise ServerError(f"{url}: HTTP {response.status_code} {response.text[:200]}")
-        if response.status_code >= 400:
-            raise InvalidRequestError(f"{url}: HTTP {response.status_code} {response.text[:200]}")
-        try:
-            return response.json()
-        except ValueError as error:
-            raise ProviderError(f"{url}: the answer is not JSON: {response.text[:200]!r}") from error
-
-    def stream(self, request):
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        self._client.close()
-
-    def dump_state(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "model": self.model, "timeout": self.timeout}
-
-    @classmethod
-    def load_state(cls, state: dict[str, Any]) -> CompletionEngine:
-        return cls(**state)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.dump_state()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)

@@ -2,15 +2,16 @@
 
 Unlike ``dspy.Evaluate`` (which reports a percentage and scores a question that raised as a silent 0),
 this keeps every question's outcome: its answer, references, each metric, and the error if the program
-raised.  A failed question scores 0 on every metric and is counted in ``n_errors``.
+raised.  A failed question scores 0 on every metric and is counted in ``n_errors``.  ``usage`` is what the
+LM's meter counted during the evaluation (``bibleqa.usage``: every call, cached or not).
 
 Example::
 
-    >>> import dspy
     >>> from bibleqa.dataset import load_dataset
     >>> from bibleqa.evaluate import evaluate
     >>> from bibleqa.program import build_program
-    >>> with dspy.context(lm=my_lm, adapter=my_adapter):  # doctest: +SKIP
+    >>> from bibleqa.dspy_lm import lm_context
+    >>> with lm_context(settings):  # doctest: +SKIP
     ...     result = evaluate(build_program(), load_dataset().examples("dev"))
     >>> result.metrics["accuracy"]  # doctest: +SKIP
     0.3
@@ -27,60 +28,9 @@ from typing import Any
 import dspy
 
 from bibleqa.metrics import METRICS, answer_text, dropped_references, predicted_references
+from bibleqa.usage import LMUsage, UsageMeter
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LMUsage:
-    """The LM calls a program made and their tokens.
-
-    Every call counts, whether the server or DSPy's response cache answered it: ``lm_calls`` is a property
-    of the configuration (and the last tie-break between equally good trials), not of what happened to be
-    cached.  ``LMSlots`` (sweeps) and the server see only the calls that went out.
-    """
-
-    lm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @classmethod
-    def from_history(cls, entries: list[dict[str, Any]]) -> LMUsage:
-        return cls(
-            lm_calls=len(entries),
-            prompt_tokens=sum(int((entry.get("usage") or {}).get("prompt_tokens") or 0) for entry in entries),
-            completion_tokens=sum(int((entry.get("usage") or {}).get("completion_tokens") or 0) for entry in entries),
-        )
-
-    def __add__(self, other: LMUsage) -> LMUsage:
-        return LMUsage(
-            self.lm_calls + other.lm_calls,
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-        )
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "lm_calls": self.lm_calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
-
-
-class UsageMeter:
-    """Measures the LM usage of a block: ``with UsageMeter(lm) as meter: ...; meter.usage``."""
-
-    def __init__(self, lm: Any):
-        self.lm = lm
-        self.usage = LMUsage()
-
-    def __enter__(self) -> UsageMeter:
-        self._start = len(self.lm.history) if self.lm is not None else 0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.lm is not None:
-            self.usage = LMUsage.from_history(self.lm.history[self._start :])
 
 
 @dataclass(frozen=True)

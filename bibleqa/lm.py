@@ -1,31 +1,31 @@
-"""The LM connection: settings, the health check, and the DSPy LM and adapter for a model format.
+"""The LM: one object, ``LMSettings``, says where the LM server is and how to call it, for LM Studio and the
+bundled llama.cpp server alike; the health check asks the server which models it serves.
 
-LM Studio is the default (``http://localhost:1234/v1``); the bundled llama.cpp server (``bibleqa.local_lm``)
-serves the same OpenAI-compatible API.  Two model formats:
+``lm_studio(...)`` describes an LM Studio server (the default, ``http://localhost:1234/v1``, 4 parallel
+slots, the ``chat`` format); ``bibleqa.local_lm.bundled_lm()`` starts the bundled server and yields its
+``LMSettings`` (1 slot, ``completion``, ``n_ctx`` 4096).  Nothing else tells the two apart: every layer reads
+the base URL, model, format, slots and ``n_ctx`` from this object.  ``bibleqa.dspy_lm`` turns it into a DSPy
+LM.  Two model formats:
 
-* ``chat``: DSPy's ``ChatAdapter`` over litellm's ``lm_studio/`` provider, for instruct models.  The JSON
-  fallback is off, because LM Studio rejects ``response_format: json_object`` (dspy#8503).  litellm's
-  ``lm_studio/`` provider sends ``max_tokens``; DSPy's ``openai/`` route sends ``max_completion_tokens``,
-  which llama.cpp ignores (4,082 tokens were generated for ``max_tokens=20``).
-* ``completion``: few-shot documents over ``/v1/completions`` (``bibleqa.completion``), for base models.
+* ``chat``: DSPy's ``ChatAdapter`` over ``POST /v1/chat/completions``, for instruct models;
+* ``completion``: few-shot documents over ``POST /v1/completions`` (``bibleqa.completion``), for base models.
 
 The API key never enters a config: it is read from ``LM_STUDIO_API_KEY`` (default ``lm-studio``) when a
 request is made, and is never logged, written or printed.
 
 Example::
 
-    >>> from bibleqa.lm import LMSettings, health_check
-    >>> settings = LMSettings(lm_base="http://127.0.0.1:1234/v1")
-    >>> health_check(settings)  # doctest: +SKIP
-    ['gemma-3-270m']
+    >>> from bibleqa.lm import lm_studio
+    >>> lm = lm_studio(model="mistral-nemo-instruct-2407")
+    >>> lm.lm_base, lm.model_format, lm.slots, lm.server
+    ('http://localhost:1234/v1', 'chat', 4, 'lmstudio')
+    >>> health_check(lm)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -39,9 +39,13 @@ DEFAULT_LM_BASE = "http://localhost:1234/v1"
 API_KEY_ENV = "LM_STUDIO_API_KEY"
 DEFAULT_API_KEY = "lm-studio"
 MODEL_FORMATS = ("chat", "completion")
+SERVERS = ("lmstudio", "bundled")
 HEALTH_CHECK_TIMEOUT_S = 5.0
+LM_STUDIO_SLOTS = 4
+"""Recent LM Studio releases serve 4 requests in parallel; older ones 1 (pass ``slots=1``, ``--concurrency 1``)."""
 
 ModelFormat = Literal["chat", "completion"]
+Server = Literal["lmstudio", "bundled"]
 
 
 def api_key() -> str:
@@ -51,7 +55,11 @@ def api_key() -> str:
 
 @dataclass(frozen=True)
 class LMSettings:
-    """Where the LM is and how to call it.  ``lm_model=None`` means the server's first model."""
+    """Where the LM is and how to call it.  ``lm_model=None`` means the server's first model.
+
+    ``server`` says which kind of server it is (the MLflow param ``lm_studio`` reads it), ``slots`` how many
+    requests it serves at once (a sweep never has more LM calls in flight), ``n_ctx`` its context window in
+    tokens when known (the search-space check uses it)."""
 
     lm_base: str = DEFAULT_LM_BASE
     lm_model: str | None = None
@@ -61,6 +69,9 @@ class LMSettings:
     timeout: float = 60.0
     retries: int = 2
     cache: bool = True
+    server: Server = "lmstudio"
+    slots: int = LM_STUDIO_SLOTS
+    n_ctx: int | None = None
 
     def __post_init__(self) -> None:
         if self.model_format not in MODEL_FORMATS:
@@ -69,20 +80,45 @@ class LMSettings:
             raise UserError(f"lm_base {self.lm_base!r} is not an http(s) URL; pass e.g. --lm-base {DEFAULT_LM_BASE}")
         if self.max_tokens < 1:
             raise UserError(f"max_tokens must be at least 1, but got {self.max_tokens=}")
+        if self.server not in SERVERS:
+            raise UserError(f"server {self.server!r} is not one of {', '.join(SERVERS)}")
+        if self.slots < 1:
+            raise UserError(f"slots must be at least 1, but got {self.slots=}; pass --concurrency 1 or more")
 
-    def as_params(self, *, lm_studio: bool) -> dict[str, Any]:
-        """The seed's MLflow param names for this LM (no key); ``lm_studio`` says whether it is LM Studio
-        (``--lm lmstudio``) rather than the bundled server."""
+    def as_params(self) -> dict[str, Any]:
+        """The seed's MLflow param names for this LM (no key); ``lm_studio`` is ``true`` for an LM Studio
+        server and ``false`` for the bundled one."""
         return {
             "model": self.lm_model,
             "lm_studio_model": self.lm_model,
             "lm_studio_api_url": self.lm_base,
             "model_format": self.model_format,
-            "lm_studio": str(lm_studio).lower(),
+            "lm_studio": str(self.server == "lmstudio").lower(),
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "cache": self.cache,
         }
+
+
+def lm_studio(
+    model: str | None = None,
+    base: str = DEFAULT_LM_BASE,
+    *,
+    model_format: ModelFormat = "chat",
+    slots: int = LM_STUDIO_SLOTS,
+    n_ctx: int | None = None,
+    **call: Any,
+) -> LMSettings:
+    """An LM Studio server at ``base`` serving ``model`` (``None``: its first model).  ``call`` takes the
+    per-call settings of ``LMSettings`` (``temperature``, ``max_tokens``, ``timeout``, ``retries``,
+    ``cache``).  Nothing is contacted until the settings are used; the key comes from ``LM_STUDIO_API_KEY``.
+
+    >>> lm_studio(base="http://10.0.0.5:1234/v1", slots=1, cache=False).slots
+    1
+    """
+    return LMSettings(
+        lm_base=base, lm_model=model, model_format=model_format, server="lmstudio", slots=slots, n_ctx=n_ctx, **call
+    )
 
 
 def served_models(lm_base: str, timeout: float = HEALTH_CHECK_TIMEOUT_S) -> list[str]:
@@ -115,56 +151,3 @@ def health_check(settings: LMSettings) -> LMSettings:
             "(pass one with --lm-model)"
         )
     return settings
-
-
-def build_lm(settings: LMSettings, callbacks: list[Any] | None = None) -> Any:
-    """The ``dspy.LM`` for ``settings`` (call ``health_check`` first so that ``lm_model`` is set).
-
-    ``callbacks`` are DSPy callbacks run around every call of this LM (the sweeps use one to hold an LM
-    slot while a call is in flight)."""
-    import dspy
-
-    if settings.lm_model is None:
-        raise UserError("no LM model named: pass --lm-model, or run the health check first")
-    common = {
-        "temperature": settings.temperature,
-        "max_tokens": settings.max_tokens,
-        "cache": settings.cache,
-        "num_retries": settings.retries,
-        "callbacks": callbacks or [],
-    }
-    if settings.model_format == "completion":
-        from bibleqa.completion import CompletionEngine
-
-        engine = CompletionEngine(settings.lm_base, settings.lm_model, timeout=settings.timeout)
-        return dspy.LM(f"lm_studio/{settings.lm_model}", engine=engine, **common)
-    return dspy.LM(
-        f"lm_studio/{settings.lm_model}",
-        engine="litellm",
-        api_base=settings.lm_base,
-        api_key=api_key(),
-        timeout=settings.timeout,
-        **common,
-    )
-
-
-@contextlib.contextmanager
-def lm_context(settings: LMSettings, callbacks: list[Any] | None = None) -> Iterator[Any]:
-    """``with lm_context(settings) as lm:`` runs DSPy calls in this block on the LM and adapter of ``settings``
-    (with ``dspy.context``, so other threads and the global settings are untouched)."""
-    import dspy
-
-    lm = build_lm(settings, callbacks)
-    with dspy.context(lm=lm, adapter=build_adapter(settings.model_format)):
-        yield lm
-
-
-def build_adapter(model_format: ModelFormat) -> Any:
-    """The DSPy adapter for a model format."""
-    if model_format == "completion":
-        from bibleqa.completion import CompletionAdapter
-
-        return CompletionAdapter()
-    import dspy
-
-    return dspy.ChatAdapter(use_json_adapter_fallback=False)

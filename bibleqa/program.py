@@ -33,7 +33,8 @@ import logging
 import dspy
 from pythonbible import format_single_reference
 
-from bibleqa.related import DEFAULT_RELATED_PASSAGES, related_references
+from bibleqa.knobs import KNOB_DEFAULTS
+from bibleqa.related import related_references
 from bibleqa.retrieval import Passage, retrieve
 from bibleqa.scripture import read_references
 
@@ -54,7 +55,10 @@ class BibleQA(dspy.Module):
     ``dspy.Prediction(answer, references)``."""
 
     def __init__(
-        self, retrieval_k: int = 3, chain_of_thought: bool = False, related_passages: int = DEFAULT_RELATED_PASSAGES
+        self,
+        retrieval_k: int = KNOB_DEFAULTS["retrieval_k"],
+        chain_of_thought: bool = KNOB_DEFAULTS["chain_of_thought"],
+        related_passages: int = KNOB_DEFAULTS["related_passages"],
     ):
         super().__init__()
         if retrieval_k < 0:
@@ -83,7 +87,9 @@ class BibleQA(dspy.Module):
 
 
 def build_program(
-    retrieval_k: int = 3, chain_of_thought: bool = False, related_passages: int = DEFAULT_RELATED_PASSAGES
+    retrieval_k: int = KNOB_DEFAULTS["retrieval_k"],
+    chain_of_thought: bool = KNOB_DEFAULTS["chain_of_thought"],
+    related_passages: int = KNOB_DEFAULTS["related_passages"],
 ) -> BibleQA:
     """A fresh, uncompiled program."""
     return BibleQA(retrieval_k=retrieval_k, chain_of_thought=chain_of_thought, related_passages=related_passages)

@@ -128,12 +128,13 @@ def package_version(name: str) -> str:
 
 
 def provenance_params(data_sha256: str, n_ctx: int | None) -> dict[str, Any]:
-    """What a run needs to be reproduced: data hash, code commit, library versions, the local LM's n_ctx."""
+    """What a run needs to be reproduced: data hash, code commit, library versions, the LM's ``n_ctx``."""
     return {
         "data_sha256": data_sha256,
         "git_commit": git_commit() or "none",
         "dspy_version": package_version("dspy"),
         "mlflow_version": package_version("mlflow"),
+        "litellm_version": package_version("litellm"),  # DSPy's dependency; our engines do not call it
         "llama_cpp_python_version": package_version("llama_cpp_python"),
         "n_ctx": n_ctx if n_ctx is not None else "unknown",
     }

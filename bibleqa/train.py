@@ -27,14 +27,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import dspy
+import mlflow
+
 from bibleqa.dataset import Dataset, load_dataset
+from bibleqa.dspy_lm import build_adapter, build_lm
 from bibleqa.errors import UserError
-from bibleqa.evaluate import Evaluation, UsageMeter, evaluate
-from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check
+from bibleqa.evaluate import Evaluation, evaluate
+from bibleqa.knobs import DEFAULT_VALSET_SIZE, KNOB_DEFAULTS
+from bibleqa.lm import LMSettings, health_check
 from bibleqa.metrics import LOGGED_METRICS, BootstrapMetric
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, compile_program
 from bibleqa.program import build_program
-from bibleqa.related import DEFAULT_RELATED_PASSAGES
 from bibleqa.tracking import (
     DEFAULT_EXPERIMENT,
     ensure_experiment,
@@ -43,12 +47,9 @@ from bibleqa.tracking import (
     provenance_params,
     resolve_tracking_uri,
 )
+from bibleqa.usage import UsageMeter
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_VALSET_SIZE = 16
-"""Train examples after the first ``train_size`` that random search and MIPROv2 score candidates on."""
-
 
 _NON_NEGATIVE = ("train_size", "max_bootstrapped_demos", "max_labeled_demos", "retrieval_k", "related_passages",
                  "valset_size")  # fmt: skip
@@ -59,16 +60,16 @@ class TrainConfig:
     """What to compile and how; the same names as the CLI flags' config keys and the MLflow params."""
 
     optimizer: str = "BootstrapFewShot"
-    train_size: int = 16
-    max_bootstrapped_demos: int = 2
-    max_labeled_demos: int = 2
-    max_rounds: int = 1
-    num_candidate_programs: int = 2
-    retrieval_k: int = 3
-    chain_of_thought: bool = False
-    related_passages: int = DEFAULT_RELATED_PASSAGES
-    bootstrap_metric: str = "composite_score"
-    bootstrap_threshold: float = 0.5
+    train_size: int = KNOB_DEFAULTS["train_size"]
+    max_bootstrapped_demos: int = OPTIMIZER_PARAMS["BootstrapFewShot"]["max_bootstrapped_demos"]
+    max_labeled_demos: int = OPTIMIZER_PARAMS["BootstrapFewShot"]["max_labeled_demos"]
+    max_rounds: int = OPTIMIZER_PARAMS["BootstrapFewShot"]["max_rounds"]
+    num_candidate_programs: int = OPTIMIZER_PARAMS["BootstrapFewShotWithRandomSearch"]["num_candidate_programs"]
+    retrieval_k: int = KNOB_DEFAULTS["retrieval_k"]
+    chain_of_thought: bool = KNOB_DEFAULTS["chain_of_thought"]
+    related_passages: int = KNOB_DEFAULTS["related_passages"]
+    bootstrap_metric: str = KNOB_DEFAULTS["bootstrap_metric"]
+    bootstrap_threshold: float = KNOB_DEFAULTS["bootstrap_threshold"]
     valset_size: int = DEFAULT_VALSET_SIZE
     seed: int = 0
     eval_threads: int = 1
@@ -107,12 +108,10 @@ def run_name(prefix: str = "bible_qa_model", now: datetime | None = None) -> str
     return f"{prefix}_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}"
 
 
-def run_params(
-    config: TrainConfig, settings: LMSettings, dataset: Dataset, *, lm_studio: bool, n_ctx: int | None
-) -> dict[str, Any]:
+def run_params(config: TrainConfig, settings: LMSettings, dataset: Dataset) -> dict[str, Any]:
     """Every param a training run logs, under the seed's names."""
     return {
-        **settings.as_params(lm_studio=lm_studio),
+        **settings.as_params(),
         "optimizer": config.optimizer,
         "max_bootstrapped_demos": config.max_bootstrapped_demos,
         "max_labeled_demos": config.max_labeled_demos,
@@ -126,7 +125,7 @@ def run_params(
         "bootstrap_metric": config.bootstrap_metric,
         "bootstrap_threshold": config.bootstrap_threshold,
         "seed": config.seed,
-        **provenance_params(dataset.sha256, n_ctx),
+        **provenance_params(dataset.sha256, settings.n_ctx),
     }
 
 
@@ -136,10 +135,9 @@ def compile_and_evaluate(
     """Compile on the first ``train_size`` train examples, score on ``split``.
 
     Returns the compiled program, its evaluation and timing/usage figures (``compile_seconds``,
-    ``eval_seconds``, ``dropped_references``, ``lm_calls``, ``prompt_tokens``, ``completion_tokens``).
+    ``eval_seconds``, ``dropped_references``, and the LM usage of both: ``lm_calls``, ``lm_cache_hits``,
+    ``prompt_tokens``, ``completion_tokens``, as ``bibleqa.usage`` counts them).
     """
-    import dspy
-
     trainset = dataset.examples("train", config.train_size)
     valset = dataset.examples("train")[config.train_size : config.train_size + config.valset_size]
     program = build_program(config.retrieval_k, config.chain_of_thought, config.related_passages)
@@ -191,15 +189,11 @@ def run_training(
     data: str | None = None,
     tracking_uri: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
-    lm_studio: bool = True,
-    n_ctx: int | None = None,
 ) -> TrainResult:
     """Compile, evaluate on dev and log one MLflow run; see the module docstring.
 
     Raises ``UserError`` (bad data, unreachable LM or MLflow) before any run is created.
     """
-    import mlflow
-
     dataset = load_dataset(data)
     if config.train_size > len(dataset.train):
         raise UserError(
@@ -212,7 +206,7 @@ def run_training(
     lm, adapter = build_lm(settings), build_adapter(settings.model_format)
     name = run_name()
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={"run_type": "train"}) as run:
-        log_batch(run.info.run_id, params=run_params(config, settings, dataset, lm_studio=lm_studio, n_ctx=n_ctx))
+        log_batch(run.info.run_id, params=run_params(config, settings, dataset))
         compiled, evaluation, figures = compile_and_evaluate(config, dataset, lm, adapter)
         metrics = {name: evaluation.metrics[name] for name in LOGGED_METRICS}
         log_batch(run.info.run_id, metrics={**metrics, "n_errors": evaluation.n_errors, **figures})

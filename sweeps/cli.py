@@ -12,22 +12,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bibleqa.cli import add_lm_flags, configure_logging, lm_from_flags, run_cli
-from bibleqa.errors import BibleQAError
+from bibleqa.dataset import load_dataset
+from bibleqa.errors import BibleQAError, UserError
+from bibleqa.local_lm import DEFAULT_N_CTX
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import DEFAULT_EXPERIMENT
+from sweeps.options import (
+    DEFAULT_N_STARTUP_TRIALS,
+    DEFAULT_SEARCH,
+    DEFAULT_STORAGE,
+    DEFAULT_TRIALS,
+    SEARCH_ALGORITHMS,
+    TRIAL_CPUS,
+)
+from sweeps.space import SpaceError, load_space
 
 PROG = "bibleqa-sweep"
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from bibleqa.dataset import load_dataset
-    from bibleqa.local_lm import DEFAULT_N_CTX
-    from sweeps.space import SpaceError, load_space
-
     dataset = load_dataset(args.data)
     try:
         space = load_space(args.space_file, train_split_size=len(dataset.train), n_ctx=args.n_ctx or DEFAULT_N_CTX)
@@ -40,48 +49,72 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from sweeps.run import DryRun, SweepOptions, run_sweep, tracking_link
-    from sweeps.space import SpaceError
+def _sweep_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of ``run`` as ``run_sweep``'s keywords (the same names)."""
+    return {
+        "trials": args.trials,
+        "concurrency": None if args.concurrency == "auto" else _positive_int(args.concurrency, "--concurrency"),
+        "search": args.search,
+        "n_startup_trials": args.n_startup_trials,
+        "max_failures": args.max_failures,
+        "time_budget": args.time_budget,
+        "address": args.address,
+        "trial_cpus": args.trial_cpus,
+        "data": args.data,
+        "tracking_uri": args.tracking_uri,
+        "experiment": args.experiment,
+        "seed": args.seed,
+        "storage": args.storage,
+        "register": args.register,
+    }
 
-    options = SweepOptions(
-        space_file=args.space_file,
-        trials=args.trials,
-        concurrency=None if args.concurrency == "auto" else _positive_int(args.concurrency, "--concurrency"),
-        search=args.search,
-        n_startup_trials=args.n_startup_trials,
-        max_failures=args.max_failures,
-        time_budget=args.time_budget,
-        address=args.address,
-        trial_cpus=args.trial_cpus,
-        data=args.data,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        seed=args.seed,
-        storage=args.storage,
-        register=args.register,
-        dry_run=args.dry_run,
-    )
+
+def _run(args: argparse.Namespace) -> int:
+    # The sweep's modules import DSPy, MLflow and Ray at their tops: --help and validate do without them.
+    from sweeps.driver import run_sweep
+    from sweeps.estimate import estimate_sweep
+
+    keywords = _sweep_keywords(args)
     try:
-        with lm_from_flags(args) as choice:
-            result = run_sweep(options, choice.settings, lm_studio=choice.lm_studio, n_ctx=choice.n_ctx, echo=print)
+        with lm_from_flags(args) as lm:
+            if args.dry_run:
+                estimate = estimate_sweep(args.space_file, lm=lm, **keywords)
+            else:
+                # Signals are the command's business: without Tune's own SIGINT handler, Ctrl-C raises
+                # KeyboardInterrupt in the sweep, which ends the parent run KILLED, and the command exits 130.
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+                result = run_sweep(args.space_file, lm=lm, echo=print, **keywords)
     except SpaceError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 2
-    if isinstance(result, DryRun):
-        print(f"dry run: {args.space_file} is valid, the LM and MLflow answer; nothing was started.")
-        for name, calls in result.lm_calls_per_trial.items():
-            print(f"  {name:<34} about {calls} LM calls per trial")
-        minutes = result.estimated_seconds / 60
-        print(
-            f"  {result.trials} trials: about {result.estimated_lm_calls} LM calls, {minutes:.1f} min "
-            f"at {result.seconds_per_call:.2f} s a call on {result.slots} slot(s)"
-        )
-        for note in result.notes:
-            print(f"  note: {note}")
-        _write_json(args.output_json, result.as_json())
+    if args.dry_run:
+        print_estimate(estimate, args.space_file)
+        _write_json(args.output_json, estimate.as_json())
         return 0
+    print_result(result)
+    _write_json(args.output_json, result.as_json())  # parent_run_id, best_run_id, best_config, ...
+    return 0
+
+
+def print_estimate(estimate: Any, space_file: str) -> None:
+    """What ``--dry-run`` prints."""
+    print(f"dry run: {space_file} is valid, the LM and MLflow answer; nothing was started.")
+    for name, calls in estimate.lm_calls_per_trial.items():
+        print(f"  {name:<34} about {calls} LM calls per trial")
+    minutes = estimate.estimated_seconds / 60
+    print(
+        f"  {estimate.trials} trials: about {estimate.estimated_lm_calls} LM calls (the winner's "
+        f"{estimate.test_calls} test questions included), {minutes:.1f} min at {estimate.seconds_per_call:.2f} s "
+        f"a call on {estimate.slots} slot(s)"
+    )
+    print(f"  measured: {estimate.measured}")
+    for note in estimate.notes:
+        print(f"  note: {note}")
+
+
+def print_result(result: Any) -> None:
+    """The final table, how sure the pick is, and where to look."""
     print()
     print(f"{'rank':<5}{'trial':<14}{'optimizer':<34}" + "".join(f"{name[:24]:>26}" for name in TRACKED_METRICS))
     for rank, row in enumerate(result.top, start=1):
@@ -99,12 +132,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"winner's model: {result.model_uri}")
     print(f"MLflow: {tracking_link(result.tracking_uri, result.experiment_id, result.parent_run_id)}")
     print(f"sweep folder (full log in sweep.log): {result.sweep_dir}")
-    _write_json(args.output_json, result.as_json())  # parent_run_id, best_run_id, best_config, ...
-    return 0
+
+
+def tracking_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a person looks at a run: the server's page, or how to open the local store."""
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"mlflow ui --backend-store-uri {uri} --port 5000, then http://localhost:5000/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _pick(args: argparse.Namespace) -> int:
-    from sweeps.pick import NothingMatched, ask, pick_run
+    from sweeps.pick import NothingMatched, ask, pick_run  # MLflow and DSPy: --help stays fast
 
     try:
         choice = pick_run(
@@ -121,8 +159,8 @@ def _pick(args: argparse.Namespace) -> int:
         return 1
     answer = None
     if args.ask:
-        with lm_from_flags(args) as lm_choice:
-            prediction = ask(choice, args.ask, lm_choice.settings)
+        with lm_from_flags(args) as lm:
+            prediction = ask(choice, args.ask, lm)
         answer = {"question": args.ask, "answer": prediction.answer, "references": prediction.references}
     if args.json:
         print(json.dumps({**choice.as_json(), **({"ask": answer} if answer else {})}, indent=2))
@@ -138,8 +176,6 @@ def _pick(args: argparse.Namespace) -> int:
 
 
 def _positive_int(value: str, flag: str) -> int:
-    from bibleqa.errors import UserError
-
     try:
         number = int(value)
     except ValueError:
@@ -177,20 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a sweep")
     run.add_argument("space_file")
-    run.add_argument("--trials", type=int, default=6, help="number of trials (default 6)")
+    run.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"number of trials (default {DEFAULT_TRIALS})")
     run.add_argument("--concurrency", default="auto", help="LM slots: auto (1 for --lm local, 4 for LM Studio) or N")
-    run.add_argument("--search", choices=("tpe", "random"), default="tpe")
-    run.add_argument("--n-startup-trials", type=int, default=10, help="TPE's random start (default 10)")
+    run.add_argument("--search", choices=SEARCH_ALGORITHMS, default=DEFAULT_SEARCH)
+    run.add_argument(
+        "--n-startup-trials",
+        type=int,
+        default=DEFAULT_N_STARTUP_TRIALS,
+        help=f"TPE's random start (default {DEFAULT_N_STARTUP_TRIALS})",
+    )
     run.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial")
     run.add_argument(
         "--time-budget", type=float, default=None, help="stop the sweep after S seconds (running trials end KILLED)"
     )
     run.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
-    run.add_argument("--trial-cpus", type=float, default=0.25, help="CPUs each trial asks Ray for (default 0.25)")
+    run.add_argument(
+        "--trial-cpus", type=float, default=TRIAL_CPUS, help=f"CPUs each trial asks Ray for (default {TRIAL_CPUS})"
+    )
     run.add_argument("--data", default=None, help="QA JSONL file (default: the bundled data set)")
     _add_tracking_flags(run)
     run.add_argument("--seed", type=int, default=None, help="overrides the space file's seed")
-    run.add_argument("--storage", default="./sweeps_results", help="where sweep folders go")
+    run.add_argument("--storage", default=DEFAULT_STORAGE, help=f"where sweep folders go (default {DEFAULT_STORAGE})")
     run.add_argument("--register", default=None, help="register the winner's model under NAME, alias champion")
     run.add_argument("--dry-run", action="store_true", help="validate, health-check and estimate; start nothing")
     run.add_argument("--output-json", default=None, help="write the summary as JSON to this file")

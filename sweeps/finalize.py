@@ -1,7 +1,14 @@
 """Summing up a finished sweep on its parent run: winner, certainty, test score, artifacts, model.
 
-Called by ``sweeps.run.run_sweep`` once every trial has ended.  This is the only place where the test
-split is used: the winner is scored on it once.
+``sweeps.driver.run_sweep`` calls ``finalize_sweep`` once every trial has ended.  This is the only place
+where the test split is used: the winner is scored on it once (``score_on_test``).  In order:
+
+1. rank the trials by the winner rule and measure how sure the pick is (``sweeps.summary``);
+2. rebuild the winner from its carried DSPy JSON state and score it on test;
+3. log the parent's figures (``best_*``, ``test_*``, totals, slot figures) and tags in one batch;
+4. write ``trials.csv``, ``summary.md``, the plots and the winner's ``program.json`` into the sweep folder
+   and log them on the parent;
+5. log the winner as an MLflow model (and register it, with ``--register``), and write ``summary.json``.
 """
 
 from __future__ import annotations
@@ -12,131 +19,90 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow
+
 from bibleqa.dataset import Dataset
+from bibleqa.dspy_lm import lm_context
+from bibleqa.evaluate import evaluate
 from bibleqa.lm import LMSettings
 from bibleqa.metrics import LOGGED_METRICS, TRACKED_METRICS
-from bibleqa.tracking import log_batch
-from sweeps.mlflow_logging import TrialRecord
-from sweeps.run import SweepPlan, SweepSummary, best_metrics_of
-from sweeps.summary import certainty, rank_trials, summary_markdown, trials_frame, write_plots
+from bibleqa.program import BibleQA, build_program
+from bibleqa.tracking import log_batch, log_program_model
+from sweeps.plan import ParentRun, SweepPlan
+from sweeps.records import TrialRecord
+from sweeps.result import PROGRAM_FILE, SweepResult
+from sweeps.summary import Certainty, certainty, summary_markdown, trial_rows, write_plots
 from sweeps.trial_config import TrialConfig
+from sweeps.winner import rank_trials
 
 logger = logging.getLogger(__name__)
 
+USAGE_TOTALS = ("lm_calls", "lm_cache_hits", "prompt_tokens", "completion_tokens")
+BEST_METRICS = (*LOGGED_METRICS, "n_errors", "lm_calls", "lm_cache_hits", "compile_seconds", "eval_seconds")
+"""The winner's metrics the parent logs under the ``best_`` prefix."""
+
 
 def finalize_sweep(
-    client: Any, plan: SweepPlan, records: list[TrialRecord], slot_stats: dict[str, float]
-) -> SweepSummary:
-    """Log the summary on the parent run, end it FINISHED, and return the ``SweepSummary``."""
-    import mlflow
-
-    from bibleqa.tracking import log_program_model
-
-    space, dataset, settings, options = plan.space, plan.dataset, plan.settings, plan.options
-    parent_id, sweep_dir, uri, notes = plan.parent_id, plan.sweep_dir, plan.uri, list(plan.notes)
-    ranked = rank_trials(records, space.metric, space.mode)
-    n_failed = sum(record.status != "FINISHED" for record in records)
-    totals = {
-        f"total_{name}": sum(record.metrics.get(name, 0.0) for record in records)
-        for name in ("lm_calls", "prompt_tokens", "completion_tokens")
-    }
-    metrics: dict[str, float] = {"n_trials": len(records), "n_failed": n_failed, **totals, **slot_stats}
-    summary = SweepSummary(
-        sweep_name=plan.sweep_name,
-        parent_run_id=parent_id,
-        experiment_id=plan.experiment_id,
-        tracking_uri=uri,
-        sweep_dir=str(sweep_dir),
+    client: Any, plan: SweepPlan, parent: ParentRun, records: list[TrialRecord], slot_stats: dict[str, float]
+) -> SweepResult:
+    """Log the summary on the parent run (it stays open: the caller ends it) and return the ``SweepResult``."""
+    ranked = rank_trials(records, plan.space.metric, plan.space.mode)
+    winner = ranked[0] if ranked else None
+    sure = certainty(winner, ranked[1] if len(ranked) > 1 else None, plan.space.metric) if winner else None
+    program = rebuild_program(winner) if winner else None
+    test_metrics = score_on_test(program, winner.trial, plan.lm, plan.dataset) if winner else {}
+    result = SweepResult(
+        sweep_name=parent.sweep_name,
+        parent_run_id=parent.run_id,
+        experiment_id=parent.experiment_id,
+        tracking_uri=plan.tracking_uri,
+        sweep_dir=str(parent.sweep_dir),
         n_trials=len(records),
-        n_failed=n_failed,
+        n_failed=sum(record.status != "FINISHED" for record in records),
+        test_metrics=test_metrics,
+        certainty=sure.sentence(plan.space.metric) if sure else "",
+        pick_is_clear=bool(sure and sure.clear),
         slot_stats=slot_stats,
-        notes=list(notes),
+        notes=list(plan.notes),
+        trials=trial_rows(records),
     )
-    sure = None
-    program = None
-    tags: dict[str, str] = {}
-    if ranked:
-        winner = ranked[0]
-        runner_up = ranked[1] if len(ranked) > 1 else None
-        sure = certainty(winner, runner_up, space.metric)
-        trial = TrialConfig.from_ray(winner.config)
-        program = rebuild_program(winner, trial)
-        summary.test_metrics = score_on_test(program, trial, settings, dataset)
-        summary.best_run_id, summary.best_trial_id = winner.run_id, winner.trial_id
-        summary.best_config = trial.as_params()
-        summary.best_metrics = dict(winner.metrics)
-        summary.certainty = sure.sentence(space.metric) if sure else ""
-        summary.top = [
-            {"trial_id": record.trial_id, "run_id": record.run_id, "optimizer": record.config.get("optimizer"),
-             **{name: record.metrics.get(name) for name in (*TRACKED_METRICS, "lm_calls")}}
-            for record in ranked[:5]
-        ]  # fmt: skip
-        metrics.update(best_metrics_of(winner.metrics))
-        metrics.update(summary.test_metrics)
-        if sure:
-            metrics["best_ci_low"], metrics["best_ci_high"] = sure.winner_ci
-            if sure.difference_ci:
-                metrics["runner_up_difference_low"], metrics["runner_up_difference_high"] = sure.difference_ci
-        tags = {
-            "best_run_id": winner.run_id,
-            "best_trial_id": winner.trial_id,
-            "pick_is_clear": str(bool(sure and sure.clear)).lower(),
-        }
-    log_batch(parent_id, metrics=metrics, tags=tags, client=client)
-
-    # The parent's artifacts are written once, into the sweep folder, and logged from there.
-    trials_frame(records).to_csv(sweep_dir / "trials.csv", index=False)
-    (sweep_dir / "summary.md").write_text(
-        summary_markdown(
-            sweep_name=plan.sweep_name,
-            metric=space.metric,
-            ranked=ranked,
-            records=records,
-            sure=sure,
-            test_metrics=summary.test_metrics,
-            notes=notes,
-        ),
-        encoding="utf-8",
-    )
-    files = [sweep_dir / "trials.csv", sweep_dir / "summary.md", *write_plots(records, space, sweep_dir)]
-    if ranked:
-        (sweep_dir / "program.json").write_text(ranked[0].artifacts["program.json"], encoding="utf-8")
-        files.append(sweep_dir / "program.json")
-    for path in files:
-        client.log_artifact(parent_id, str(path))
-
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=parent_id):
-        if program is not None:
-            model_info = log_program_model(program)
-            summary.model_uri = model_info.model_uri
-            client.set_tag(parent_id, "best_model_uri", model_info.model_uri)
-            if options.register:
-                version = mlflow.register_model(model_info.model_uri, options.register)
-                client.set_registered_model_alias(options.register, "champion", version.version)
-    (sweep_dir / "summary.json").write_text(json.dumps(summary.as_json(), indent=2), encoding="utf-8")
-    return summary
+    if winner:
+        result.best_run_id, result.best_trial_id = winner.run_id, winner.trial_id
+        result.best_config = winner.trial.as_params()
+        result.best_metrics = dict(winner.metrics)
+        result.top = [top_row(record) for record in ranked[:5]]
+    _log_figures(client, result, records, winner, sure)
+    _log_artifacts(client, plan, result, ranked, records, sure)
+    if program is not None:
+        _log_model(client, plan, result, program)
+    (parent.sweep_dir / "summary.json").write_text(json.dumps(result.as_json(), indent=2), encoding="utf-8")
+    return result
 
 
-def rebuild_program(record: TrialRecord, trial: TrialConfig) -> Any:
+def top_row(record: TrialRecord) -> dict[str, Any]:
+    """A trial's row in the top 5: ids, optimizer, the tracked metrics and ``lm_calls``."""
+    return {
+        "trial_id": record.trial_id,
+        "run_id": record.run_id,
+        "optimizer": record.trial.optimizer,
+        **{name: record.metrics.get(name) for name in (*TRACKED_METRICS, "lm_calls")},
+    }
+
+
+def rebuild_program(record: TrialRecord) -> BibleQA:
     """The trial's compiled program, rebuilt from its carried DSPy JSON state (never from a pickle)."""
-    from bibleqa.program import build_program
-
+    trial = record.trial
     program = build_program(trial.retrieval_k, trial.chain_of_thought, trial.related_passages)
     with tempfile.TemporaryDirectory(prefix="bibleqa-state-") as scratch:
-        state = Path(scratch) / "program.json"
-        state.write_text(record.artifacts["program.json"], encoding="utf-8")
+        state = Path(scratch) / PROGRAM_FILE
+        state.write_text(record.artifacts[PROGRAM_FILE], encoding="utf-8")
         program.load(str(state))
     return program
 
 
 def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, dataset: Dataset) -> dict[str, float]:
     """The winner's metrics on the test split, as ``test_<metric>``: the only use of test."""
-    from bibleqa.evaluate import evaluate
-    from bibleqa.lm import lm_context
-
-    model_settings = trial.lm_settings(settings)
-    with lm_context(model_settings):
+    with lm_context(trial.lm_settings(settings)):
         evaluation = evaluate(program, dataset.examples("test"))
     scores = {f"test_{name}": evaluation.metrics[name] for name in LOGGED_METRICS}
     return {
@@ -144,3 +110,69 @@ def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, datase
         "test_n_errors": float(evaluation.n_errors),
         "test_dropped_references": float(evaluation.dropped_references),
     }
+
+
+def _log_figures(
+    client: Any, result: SweepResult, records: list[TrialRecord], winner: TrialRecord | None, sure: Certainty | None
+) -> None:
+    """The parent's metrics and tags, in one batch."""
+    totals = {f"total_{name}": sum(record.metrics.get(name, 0.0) for record in records) for name in USAGE_TOTALS}
+    metrics: dict[str, float] = {"n_trials": result.n_trials, "n_failed": result.n_failed, **totals,
+                                 **result.slot_stats}  # fmt: skip
+    tags: dict[str, str] = {}
+    if winner is not None:
+        metrics.update({f"best_{name}": winner.metrics[name] for name in BEST_METRICS if name in winner.metrics})
+        metrics.update(result.test_metrics)
+        if sure:
+            metrics["best_ci_low"], metrics["best_ci_high"] = sure.winner_ci
+            if sure.difference_ci:
+                metrics["runner_up_difference_low"], metrics["runner_up_difference_high"] = sure.difference_ci
+        tags = {
+            "best_run_id": winner.run_id,
+            "best_trial_id": winner.trial_id,
+            "pick_is_clear": str(result.pick_is_clear).lower(),
+        }
+    log_batch(result.parent_run_id, metrics=metrics, tags=tags, client=client)
+
+
+def _log_artifacts(
+    client: Any,
+    plan: SweepPlan,
+    result: SweepResult,
+    ranked: list[TrialRecord],
+    records: list[TrialRecord],
+    sure: Certainty | None,
+) -> None:
+    """``trials.csv``, ``summary.md``, the plots and the winner's ``program.json``: written once, into the
+    sweep folder, and logged on the parent from there."""
+    folder = Path(result.sweep_dir)
+    result.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+    markdown = summary_markdown(
+        sweep_name=result.sweep_name,
+        metric=plan.space.metric,
+        ranked=ranked,
+        records=records,
+        sure=sure,
+        test_metrics=result.test_metrics,
+        notes=result.notes,
+    )
+    (folder / "summary.md").write_text(markdown, encoding="utf-8")
+    files = [folder / "trials.csv", folder / "summary.md", *write_plots(records, plan.space, folder)]
+    if ranked:
+        (folder / PROGRAM_FILE).write_text(ranked[0].artifacts[PROGRAM_FILE], encoding="utf-8")
+        files.append(folder / PROGRAM_FILE)
+    for path in files:
+        client.log_artifact(result.parent_run_id, str(path))
+
+
+def _log_model(client: Any, plan: SweepPlan, result: SweepResult, program: BibleQA) -> None:
+    """The winner as an MLflow model on the parent (``--register NAME`` adds it to the registry, alias
+    ``champion``)."""
+    mlflow.set_tracking_uri(plan.tracking_uri)
+    with mlflow.start_run(run_id=result.parent_run_id):
+        model_info = log_program_model(program)
+    result.model_uri = model_info.model_uri
+    client.set_tag(result.parent_run_id, "best_model_uri", model_info.model_uri)
+    if plan.options.register:
+        version = mlflow.register_model(model_info.model_uri, plan.options.register)
+        client.set_registered_model_alias(plan.options.register, "champion", version.version)

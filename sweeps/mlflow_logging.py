@@ -1,15 +1,20 @@
 """Trials as MLflow child runs, through Ray's MLflow callback (a subclass of ``MLflowLoggerCallback``).
 
-Each trial is one child run of the sweep's parent run (tags ``mlflow.parentRunId``, ``run_type=trial``,
-``trial_id``), named ``bible_qa_<optimizer>_<trial>_<YYYYmmdd_HHMMSS>``.  The same run is kept across
-retries, with ``attempt`` and ``last_error`` tags.  Params are the trial config plus the LM params
-(``model``, ``lm_studio_model``, ``lm_studio_api_url``, ``model_format``), so the seed's comparison code works
-on trial runs as written.  Metrics are what the trial reported, without Ray's bookkeeping.  Everything is
-logged with ``log_batch``: 7 REST calls per trial (create, params, metrics and tags, three
-artifacts, end).  A failed trial ends FAILED with its error.
+The parent class does the tracking set-up: ``setup()`` points its ``mlflow_util`` at the sweep's tracking
+URI and experiment (by id, so an ``MLFLOW_EXPERIMENT_ID`` in the environment cannot send the trials
+elsewhere), and ``mlflow_util.start_run`` creates each trial's run in that experiment.  What this subclass
+adds, through the same util's MLflow client:
 
-It also prints one line per finished trial (the CLI passes ``print``) and keeps each trial's final
-result (metrics, config and carried artifacts) for the parent summary.
+- nested runs: each trial is one child run of the sweep's parent run (tags ``mlflow.parentRunId``,
+  ``run_type=trial``, ``trial_id``), named ``bible_qa_<optimizer>_<trial>_<YYYYmmdd_HHMMSS>``, kept across
+  retries (``attempt``, ``last_error``);
+- our params and metrics: the trial config plus the LM params (``model``, ``lm_studio_model``,
+  ``lm_studio_api_url``, ``model_format``), so the seed's comparison code works on trial runs as written,
+  and what the trial reported, without Ray's bookkeeping;
+- batched logging: ``log_batch``, 7 REST calls per trial (create, params, metrics and tags, three artifacts,
+  end), where the parent class logs one param or metric per call;
+- the records the summary reads (``sweeps.records``; the config is parsed once, here), one progress line per
+  finished trial (``echo``), and ``close_open_runs()``: every trial that started ends with a final status.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,28 +29,14 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from bibleqa.lm import LMSettings
+from bibleqa.tracking import log_batch
+from sweeps.records import TrialRecord
 from sweeps.trial import ARTIFACTS_KEY, NODE_KEY, REPORTED_METRICS
 from sweeps.trial_config import TrialConfig
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class TrialRecord:
-    """What the driver knows of one trial once it has ended."""
-
-    trial_id: str
-    run_id: str
-    run_name: str
-    config: dict[str, Any]
-    status: str = "RUNNING"
-    metrics: dict[str, float] = field(default_factory=dict)
-    artifacts: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    attempts: int = 1
-    node_id: str = ""
-    started: float = field(default_factory=time.monotonic)
-    seconds: float = 0.0
+STOPPED = "stopped by the sweep before it finished"
 
 
 class SweepMLflowCallback(MLflowLoggerCallback):
@@ -59,7 +49,6 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         experiment_id: str,
         parent_run_id: str,
         lm_settings: LMSettings,
-        lm_studio: bool,
         total_trials: int,
         echo: Callable[[str], None] | None = None,
     ):
@@ -67,24 +56,19 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.lm_settings = lm_settings
-        self.lm_studio = lm_studio
         self.total_trials = total_trials
         self.echo = echo or (lambda line: None)
         self.records: dict[str, TrialRecord] = {}
-
-    def setup(self, *args: Any, **kwargs: Any) -> None:
-        import mlflow
-
-        self._client = mlflow.MlflowClient(self.tracking_uri)
         self._finished = 0
 
-    def _params(self, config: dict[str, Any]) -> dict[str, Any]:
-        trial = TrialConfig.from_ray(config)
-        return {**trial.as_params(), **trial.lm_settings(self.lm_settings).as_params(lm_studio=self.lm_studio)}
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        self.mlflow_util.setup_mlflow(
+            tracking_uri=self.tracking_uri, experiment_id=self.experiment_id, create_experiment_if_not_exists=False
+        )
+        # Ray's util has no public accessor for its client; this is the one it logs with, for its URIs.
+        self._client = self.mlflow_util._get_client()
 
     def log_trial_start(self, trial: Any) -> None:
-        from bibleqa.tracking import log_batch
-
         record = self.records.get(trial.trial_id)
         if record is not None:  # a retry: keep the same run
             record.attempts += 1
@@ -92,11 +76,9 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             self._client.update_run(record.run_id, status="RUNNING")
             self._client.set_tag(record.run_id, "attempt", str(record.attempts))
             return
-        config = dict(trial.config)
-        optimizer = TrialConfig.from_ray(config).optimizer
-        name = f"bible_qa_{optimizer}_{trial.trial_id}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
-        run = self._client.create_run(
-            self.experiment_id,
+        config = TrialConfig.from_ray(dict(trial.config))
+        name = f"bible_qa_{config.optimizer}_{trial.trial_id}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
+        run = self.mlflow_util.start_run(
             run_name=name,
             tags={
                 "mlflow.parentRunId": self.parent_run_id,
@@ -106,11 +88,10 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             },
         )
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run.info.run_id, name, config)
-        log_batch(run.info.run_id, params=self._params(config), client=self._client)
+        params = {**config.as_params(), **config.lm_settings(self.lm_settings).as_params()}
+        log_batch(run.info.run_id, params=params, client=self._client)
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
-        from bibleqa.tracking import log_batch
-
         record = self.records[trial.trial_id]
         metrics = {name: float(result[name]) for name in REPORTED_METRICS if name in result}
         record.metrics.update(metrics)
@@ -133,15 +114,29 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             return
         record.seconds = time.monotonic() - record.started
         if failed:
-            record.status = "FAILED"
             record.error = trial_error(trial)
-            self._client.set_tag(record.run_id, "last_error", record.error[:5000])
-            self._client.set_terminated(record.run_id, status="FAILED")
+            self._end(record, "FAILED")
         else:
-            record.status = "FINISHED"
-            self._client.set_terminated(record.run_id, status="FINISHED")
+            self._end(record, "FINISHED")
         self._finished += 1
         self.echo(progress_line(record, self._finished, self.total_trials))
+
+    def close_open_runs(self) -> None:
+        """End every trial run still running as KILLED, with ``last_error``: what the sweep stopped (its time
+        budget, Ctrl-C, a crash) still has a final status."""
+        for record in self.records.values():
+            if record.status == "RUNNING":
+                record.seconds = time.monotonic() - record.started
+                record.error = record.error or STOPPED
+                self._end(record, "KILLED")
+
+    def _end(self, record: TrialRecord, status: str) -> None:
+        record.status = status
+        if status != "FINISHED":
+            self._client.set_tag(record.run_id, "last_error", (record.error or "")[:5000])
+        # Not mlflow_util.end_run: it costs a GET per run, and would end the process's active run, if any,
+        # should the trial's run be gone.
+        self._client.set_terminated(record.run_id, status=status)
 
 
 def trial_error(trial: Any) -> str:
@@ -156,7 +151,7 @@ def trial_error(trial: Any) -> str:
 
 def progress_line(record: TrialRecord, finished: int, total: int) -> str:
     """One line per finished trial, as a person sees it."""
-    head = f"[{finished}/{total}] trial {record.trial_id} {record.config.get('optimizer', '?'):<32}"
+    head = f"[{finished}/{total}] trial {record.trial_id} {record.trial.optimizer:<32}"
     if record.status == "FAILED":
         return f"{head} FAILED after {record.seconds:.0f} s: {record.error}"
     metrics = record.metrics

@@ -22,9 +22,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from bibleqa.dspy_lm import lm_context
 from bibleqa.errors import BibleQAError, UserError
-from bibleqa.lm import LMSettings
-from bibleqa.tracking import DEFAULT_EXPERIMENT, configure_mlflow_http, resolve_tracking_uri
+from bibleqa.knobs import KNOB_DEFAULTS
+from bibleqa.lm import LMSettings, health_check
+from bibleqa.program import BibleQA, build_program
+from bibleqa.tracking import DEFAULT_EXPERIMENT, check_tracking, configure_mlflow_http, resolve_tracking_uri
+from sweeps.winner import winner_key
 
 
 class NothingMatched(BibleQAError):
@@ -75,11 +82,6 @@ def pick_run(
     Raises ``UserError`` for an unknown experiment, sweep or run, or a bad filter; ``NothingMatched``
     when no finished trial matches.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from bibleqa.tracking import check_tracking
-
     configure_mlflow_http()
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking(uri)
@@ -112,8 +114,7 @@ def pick_run(
 
 
 def rank_runs(runs: list[Any], metric: str, mode: str) -> list[Any]:
-    """MLflow trial runs, best first, by the sweep's winner rule (``sweeps.summary.winner_key``)."""
-    from sweeps.summary import winner_key
+    """MLflow trial runs, best first, by the sweep's winner rule (``sweeps.winner.winner_key``)."""
 
     def key(run: Any) -> tuple[float, float, float, str]:
         return winner_key(run.data.metrics, run.data.tags.get("trial_id", run.info.run_id), metric, mode)
@@ -123,10 +124,6 @@ def rank_runs(runs: list[Any], metric: str, mode: str) -> list[Any]:
 
 def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
     """Answer ``question`` with the chosen run's program, rebuilt from its JSON state."""
-    import mlflow
-
-    from bibleqa.lm import health_check, lm_context
-
     config = choice.config
     program = program_from_params(config)
     with tempfile.TemporaryDirectory(prefix="bibleqa-pick-") as scratch:
@@ -140,16 +137,14 @@ def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
         return program(question=question)
 
 
-def program_from_params(params: dict[str, str]) -> Any:
+def program_from_params(params: dict[str, str]) -> BibleQA:
     """A fresh program with the knobs a run logged as MLflow params (strings); load its state next.
 
     >>> program_from_params({"retrieval_k": "2", "chain_of_thought": "False", "related_passages": "5"}).related_passages
     5
     """
-    from bibleqa.program import build_program
-
     return build_program(
-        int(params.get("retrieval_k", 3)),
+        int(params.get("retrieval_k", KNOB_DEFAULTS["retrieval_k"])),
         params.get("chain_of_thought", "False") == "True",
         # A run logged before the knob existed had no related-passages step: rebuild it as it was scored.
         int(params.get("related_passages", 0)),

@@ -18,12 +18,21 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
 from bibleqa.optimizers import OPTIMIZER_PARAMS
+from sweeps.options import SEARCH_ALGORITHMS
 from sweeps.space import Param, SearchSpace
 
-SEARCH_ALGORITHMS = ("tpe", "random")
+SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed, n_startup_trials: optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials),
+    "random": lambda seed, n_startup_trials: optuna.samplers.RandomSampler(seed=seed),  # the baseline
+}
+"""Each of ``SEARCH_ALGORITHMS``' seeded Optuna sampler, given the seed and TPE's random start."""
 
 
 class DefineByRunSpace:
@@ -67,25 +76,16 @@ def suggest(trial: Any, param: Param) -> Any:
     return trial.suggest_categorical(param.name, list(param.choices))
 
 
-def make_searcher(space: SearchSpace, *, algorithm: str, seed: int, n_startup_trials: int) -> Any:
+def make_searcher(space: SearchSpace, *, algorithm: str, seed: int, n_startup_trials: int) -> OptunaSearch:
     """Ray Tune's ``OptunaSearch`` over ``space``: seeded TPE, or seeded random search (the baseline)."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if algorithm == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
-    elif algorithm == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
+    if algorithm not in SAMPLERS:
         raise ValueError(f"search algorithm {algorithm!r} is not one of {', '.join(SEARCH_ALGORITHMS)}")
+    sampler = SAMPLERS[algorithm](seed, n_startup_trials)
     return OptunaSearch(space=DefineByRunSpace(space, seed), metric=space.metric, mode=space.mode, sampler=sampler)
 
 
-def distribution(param: Param) -> Any:
+def distribution(param: Param) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution ``suggest`` draws ``param`` from."""
-    import optuna
-
     if param.kind == "int":
         return optuna.distributions.IntDistribution(
             int(param.low), int(param.high), step=param.step or 1, log=param.log

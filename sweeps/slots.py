@@ -1,38 +1,34 @@
-"""LM slots: what must never exceed the LM server's parallel slots is the LM calls in flight.
+"""LM slots: what must never exceed the LM server's parallel slots is the requests in flight.
 
 Trials may outnumber the slots, so that one trial's setup, compile bookkeeping and logging overlap with
-another's LM work.  Every LM call of every trial, on any node, holds one slot of a named Ray actor while
-it is in flight (a DSPy callback around the call).  The actor also measures how busy the slots were.
+another's LM work.  Every request to the LM server, from any trial on any node, holds one slot of a named Ray
+actor while it is in flight: ``SlotHook`` is a request hook of the trial's LM engine (``bibleqa.engines``),
+which runs below DSPy's response cache, so a cache hit holds no slot.  The actor also measures how busy
+the slots were.  ``lm_calls_through_slots`` is the requests that went out: the sum over trials of
+``lm_calls - lm_cache_hits`` (plus any retried request).
 
 ``SlotPool`` is the semaphore itself, plain asyncio (tests drive it without Ray, on a clock of their own);
 ``LMSlots`` is the same class as a Ray actor, which is what a sweep starts.
 
 Example::
 
-    >>> import ray
-    >>> from sweeps.slots import LMSlots, SlotCallback
+    >>> from sweeps.slots import LMSlots, SlotHook
     >>> slots = LMSlots.options(name="demo-slots").remote(2)  # doctest: +SKIP
-    >>> lm = build_lm(settings, callbacks=[SlotCallback("demo-slots")])  # doctest: +SKIP
+    >>> lm = build_lm(settings, request_hooks=[SlotHook("demo-slots")])  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
-from dspy.utils.callback import BaseCallback
-
-BUNDLED_LM_SLOTS = 1
-"""llama.cpp's server as we start it serves one request at a time (16 short calls: 1.6 s one by one,
-1.7 s four at a time)."""
-LM_STUDIO_SLOTS = 4
-"""Recent LM Studio releases serve 4 requests in parallel; older ones 1 (pass --concurrency 1)."""
 
 
 def affinity_for(slots: int) -> float:
@@ -40,11 +36,6 @@ def affinity_for(slots: int) -> float:
     with several slots picks a slot by prompt similarity itself, and there a kept slot would only idle
     between a trial's calls while others wait."""
     return AFFINITY_S if slots == 1 else 0.0
-
-
-def auto_slots(lm_studio: bool) -> int:
-    """The parallel slots to assume for ``--concurrency auto``."""
-    return LM_STUDIO_SLOTS if lm_studio else BUNDLED_LM_SLOTS
 
 
 AFFINITY_S = 0.25
@@ -148,8 +139,8 @@ LMSlots = ray.remote(num_cpus=0, max_concurrency=1000)(SlotPool)
 """``SlotPool`` as a Ray actor: ``LMSlots.options(name=...).remote(slots, affinity_s)``."""
 
 
-class SlotCallback(BaseCallback):
-    """Holds one slot of the named ``LMSlots`` actor for the length of each LM call."""
+class SlotHook:
+    """A request hook that holds one slot of the named ``LMSlots`` actor for the length of each request."""
 
     def __init__(self, actor_name: str, namespace: str | None = None, holder: str | None = None):
         self.actor_name = actor_name
@@ -164,11 +155,14 @@ class SlotCallback(BaseCallback):
                 self._actor = ray.get_actor(self.actor_name, namespace=self.namespace)
             return self._actor
 
-    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        ray.get(self._slots().acquire.remote(call_id, self.holder))
-
-    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-        ray.get(self._slots().release.remote(call_id, self.holder))  # in order before our next acquire
+    @contextlib.contextmanager
+    def around_request(self, call_id: str | None) -> Iterator[None]:
+        request_id = uuid.uuid4().hex  # a retry of the same call is another request, with its own slot
+        ray.get(self._slots().acquire.remote(request_id, self.holder))
+        try:
+            yield
+        finally:
+            ray.get(self._slots().release.remote(request_id, self.holder))  # in order before our next acquire
 
     def done(self) -> None:
         """This holder makes no more calls: release any slot kept for it."""

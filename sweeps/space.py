@@ -1,7 +1,8 @@
-"""Search-space files: reading and validating ``search_spaces/*.yaml``.
+"""Search spaces: reading and validating ``search_spaces/*.yaml``, or the same content as a mapping.
 
 A file is flat YAML (Ray's MLflow callback would turn nesting into ``a/b`` names), for example::
 
+    name: smoke                      # optional: the space's name (a file's name is its stem by default)
     objective: {metric: theological_match_score, mode: max}
     seed: 7
     optimizers:                      # each optimizer's parameters exist only when it is chosen
@@ -20,42 +21,49 @@ A file is flat YAML (Ray's MLflow callback would turn nesting into ``a/b`` names
 A value is a constant, ``{int: [low, high]}`` (with optional ``step`` and ``log``), ``{float: [low, high]}``
 (optional ``log``) or ``{choice: [a, b, ...]}``.
 
-``load_space(path)`` returns a ``SearchSpace`` or raises ``SpaceError`` listing every problem, one per line,
-as ``FILE: key: what is wrong; what is allowed``.  ``bibleqa-sweep validate FILE`` prints them and exits 2.
+``load_space(space)`` takes a file path or a mapping with the same keys (a space built in code), and
+returns a ``SearchSpace`` or raises ``SpaceError`` listing every problem, one per line, as
+``FILE: key: what is wrong; what is allowed`` (``<mapping NAME>`` in place of ``FILE`` for a mapping).
+``bibleqa-sweep validate FILE`` prints them and exits 2.  ``SearchSpace.text`` is the space as YAML: what a
+sweep writes to its folder as ``space.yaml`` (a file's own text; a mapping dumped).
 
 Example::
 
     >>> from sweeps.space import load_space
     >>> space = load_space("search_spaces/smoke.yaml")
-    >>> sorted(space.optimizers)
-    ['BootstrapFewShot', 'LabeledFewShot']
+    >>> sorted(space.optimizers), space.name
+    (['BootstrapFewShot', 'LabeledFewShot'], 'smoke')
+    >>> load_space({"name": "tiny", "optimizers": {"LabeledFewShot": {"max_labeled_demos": 2}}}).name
+    'tiny'
+    >>> load_space({"optimizers": {"Adam": {}}})
+    Traceback (most recent call last):
+    ...
+    sweeps.space.SpaceError: <mapping space>: optimizers.Adam: unknown optimizer; allowed: LabeledFewShot, ...
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bibleqa.errors import UserError
+from bibleqa.knobs import KNOB_DEFAULTS, PROGRAM_KNOBS
+from bibleqa.lm import LMSettings
 from bibleqa.metrics import METRICS
 from bibleqa.optimizers import MIPRO_AUTO, OPTIMIZER_PARAMS, canonical_optimizer, demo_budget
-from bibleqa.related import DEFAULT_RELATED_PASSAGES
 
-KNOB_DEFAULTS: dict[str, Any] = {
-    "train_size": 16,
-    "retrieval_k": 3,
-    "related_passages": DEFAULT_RELATED_PASSAGES,
-    "chain_of_thought": False,
-    "model_format": None,  # None: the LM's default format (completion for the bundled LM, chat for LM Studio)
-    "bootstrap_metric": "composite_score",
-    "bootstrap_threshold": 0.5,
-}
-"""The program knobs a space may search or fix, and their values when it says nothing."""
-PROGRAM_KNOBS = tuple(KNOB_DEFAULTS)
-TOP_LEVEL_KEYS = ("objective", "seed", "optimizers", *PROGRAM_KNOBS)
+TOP_LEVEL_KEYS = ("objective", "seed", "optimizers", *PROGRAM_KNOBS, "name")
 OBJECTIVE_MODES = ("max", "min")
+MAPPING_NAME = "space"
+"""The name of a space given as a mapping without ``name``."""
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A space's name becomes part of run names and of the sweep folder's path."""
 
 # What each parameter may be: its type, and its smallest and largest sensible value.
 _INT_BOUNDS = {
@@ -122,10 +130,11 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A validated search space."""
+    """A validated search space; ``path`` is ``None`` for a space given as a mapping."""
 
-    path: str
+    path: str | None
     name: str
+    text: str
     sha256: str
     metric: str
     mode: str
@@ -134,26 +143,16 @@ class SearchSpace:
     knobs: dict[str, Param] = field(default_factory=dict)
 
 
-def load_space(path: str | Path, *, train_split_size: int | None = None, n_ctx: int | None = None) -> SearchSpace:
-    """Read and validate a search-space file; raises ``SpaceError`` with every problem found.
+def load_space(
+    space: str | Path | Mapping[str, Any], *, train_split_size: int | None = None, n_ctx: int | None = None
+) -> SearchSpace:
+    """Read and validate a search space, a file path or a mapping; raises ``SpaceError`` with every problem.
 
     ``train_split_size`` (the number of train items) and ``n_ctx`` (the LM's context window, in tokens)
     enable the checks that ``train_size`` fits the train split and the largest prompt fits the context.
     """
-    import yaml
-
-    file = Path(path)
-    where = str(path)
-    try:
-        raw_bytes = file.read_bytes()
-    except OSError as error:
-        raise SpaceError([f"{where}: cannot read the file ({error.strerror}); pass a search-space YAML file"]) from None
-    try:
-        raw = yaml.safe_load(raw_bytes)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise SpaceError([f"{where}: not valid YAML{at}; see search_spaces/default.yaml for the format"]) from None
+    source = _read(space)
+    raw, where = source.raw, source.where
     if not isinstance(raw, dict):
         raise SpaceError([f"{where}: expected a mapping of keys; see search_spaces/default.yaml for the format"])
 
@@ -161,6 +160,11 @@ def load_space(path: str | Path, *, train_split_size: int | None = None, n_ctx: 
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             problems.append(f"{where}: {key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    space_name = raw.get("name", source.default_name)
+    if "name" in raw and (not isinstance(space_name, str) or not NAME_PATTERN.fullmatch(space_name)):
+        problems.append(
+            f"{where}: name: {space_name!r} is not allowed; allowed: letters, digits, '_', '.', '-' (at most 64)"
+        )
 
     metric, mode = _objective(raw.get("objective"), where, problems)
     seed = raw.get("seed")
@@ -220,15 +224,56 @@ def load_space(path: str | Path, *, train_split_size: int | None = None, n_ctx: 
     if problems:
         raise SpaceError(problems)
     return SearchSpace(
-        path=str(file.resolve()),
-        name=file.stem,
-        sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        path=source.path,
+        name=space_name,
+        text=source.text,
+        sha256=source.sha256,
         metric=metric,
         mode=mode,
         seed=seed,
         optimizers=optimizers,
         knobs=knobs,
     )
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A space as read: its parsed content, its YAML text, where its errors point, its default name."""
+
+    raw: Any
+    text: str
+    sha256: str
+    path: str | None
+    where: str
+    default_name: str
+
+
+def _read(space: str | Path | Mapping[str, Any]) -> _Source:
+    """Parse a space file, or take a mapping as it is; an unreadable file or bad YAML raises ``SpaceError``."""
+    if isinstance(space, Mapping):
+        given = space.get("name")
+        where = f"<mapping {given if isinstance(given, str) else MAPPING_NAME}>"
+        raw = dict(space)
+        try:
+            text = yaml.safe_dump(raw, sort_keys=False)
+        except yaml.YAMLError:
+            raise SpaceError(
+                [f"{where}: holds values YAML cannot write; use numbers, strings, lists, mappings"]
+            ) from None
+        return _Source(raw, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), None, where, MAPPING_NAME)
+    file, where = Path(space), str(space)
+    try:
+        raw_bytes = file.read_bytes()
+    except OSError as error:
+        raise SpaceError([f"{where}: cannot read the file ({error.strerror}); pass a search-space YAML file"]) from None
+    try:
+        raw = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise SpaceError([f"{where}: not valid YAML{at}; see search_spaces/default.yaml for the format"]) from None
+    text = raw_bytes.decode("utf-8", errors="replace")
+    return _Source(raw, text, hashlib.sha256(raw_bytes).hexdigest(), str(file.resolve()), where, file.stem)
 
 
 def prompt_tokens_estimate(demos: int, retrieval_k: int, max_tokens: int) -> int:
@@ -245,8 +290,6 @@ def prompt_tokens_estimate(demos: int, retrieval_k: int, max_tokens: int) -> int
 def _check_context(
     optimizers: dict[str, dict[str, Param]], knobs: dict[str, Param], n_ctx: int, where: str, problems: list[str]
 ) -> None:
-    from bibleqa.lm import LMSettings
-
     retrieval = knobs.get("retrieval_k")
     retrieval_k = int(retrieval.largest() or 0) if retrieval else 0
     for name, params in optimizers.items():

@@ -1,20 +1,19 @@
-"""The parent run's summary: the winner and how sure the pick is, ``trials.csv``, ``summary.md`` and plots.
+"""The parent run's summary: how sure the pick is, ``trials.csv``'s rows, ``summary.md`` and plots.
 
-The winner is the finished trial with the best objective (``theological_match_score``, highest); ties
-break by ``accuracy`` (highest), then fewer ``lm_calls``, then trial id.  With about 70 dev questions two
-scores 0.1 apart can be noise, so the summary gives the winner's 95 % bootstrap interval on dev and a
-paired bootstrap against the runner-up over the same questions, and says plainly when the pick is not
-clear.
+The winner comes by the rule in ``sweeps.winner``.  With about 70 dev questions two scores 0.1 apart can be
+noise, so the summary gives the winner's 95 % bootstrap interval on dev and a paired bootstrap against the
+runner-up over the same questions, and says plainly when the pick is not clear.
 
 Example::
 
-    >>> from sweeps.summary import rank_trials
-    >>> from sweeps.mlflow_logging import TrialRecord
-    >>> tie = {"theological_match_score": 0.5, "accuracy": 0.4}
-    >>> a = TrialRecord("a", "r1", "n1", {}, "FINISHED", {**tie, "lm_calls": 9})
-    >>> b = TrialRecord("b", "r2", "n2", {}, "FINISHED", {**tie, "lm_calls": 7})
-    >>> [record.trial_id for record in rank_trials([a, b], "theological_match_score", "max")]
-    ['b', 'a']
+    >>> from sweeps.summary import certainty
+    >>> from sweeps.records import TrialRecord
+    >>> from sweeps.trial_config import TrialConfig
+    >>> table = "id,theological_match_score\nq1,1.0\nq2,0.0\n"
+    >>> winner = TrialRecord("a", "r1", "n1", TrialConfig("LabeledFewShot"), "FINISHED",
+    ...                      artifacts={"question_scores.csv": table})
+    >>> certainty(winner, None, "theological_match_score").winner_mean
+    0.5
 """
 
 from __future__ import annotations
@@ -22,32 +21,25 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.visualization import matplotlib as optuna_plots
+
 from bibleqa.metrics import SEED_TARGETS, TRACKED_METRICS
-from sweeps.mlflow_logging import TrialRecord
-from sweeps.trial_config import TrialConfig
+from sweeps.records import TrialRecord
+from sweeps.search import distribution
+from sweeps.space import Param, SearchSpace
 
 logger = logging.getLogger(__name__)
 
 BOOTSTRAP_RESAMPLES = 2000
-
-
-def winner_key(metrics: dict[str, float], trial_id: str, metric: str, mode: str) -> tuple[float, float, float, str]:
-    """The sort key of the winner rule (smallest first): ``metric`` by ``mode``, then higher accuracy, then
-    fewer LM calls, then trial id.  The one definition of the rule, for the summary and for ``pick``."""
-    sign = -1.0 if mode == "max" else 1.0
-    return (sign * metrics[metric], -metrics.get("accuracy", 0.0), metrics.get("lm_calls", math.inf), trial_id)
-
-
-def rank_trials(records: list[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:
-    """Finished trials, best first, by the winner rule."""
-    finished = [record for record in records if record.status == "FINISHED" and metric in record.metrics]
-    return sorted(finished, key=lambda record: winner_key(record.metrics, record.trial_id, metric, mode))
 
 
 def question_scores(record: TrialRecord, metric: str) -> dict[str, float]:
@@ -98,8 +90,6 @@ class Certainty:
 
 def certainty(winner: TrialRecord, runner_up: TrialRecord | None, metric: str, seed: int = 0) -> Certainty | None:
     """Bootstrap interval of the winner's mean, and a paired bootstrap against the runner-up."""
-    import numpy as np
-
     winner_scores = question_scores(winner, metric)
     if not winner_scores:
         return None
@@ -127,30 +117,28 @@ def certainty(winner: TrialRecord, runner_up: TrialRecord | None, metric: str, s
     )
 
 
-def trials_frame(records: list[TrialRecord]) -> Any:
-    """One row per trial: ids, status, every config param and every metric, named as everywhere else."""
-    import pandas as pd
+def trial_rows(records: list[TrialRecord]) -> list[dict[str, Any]]:
+    """One row per trial: ids, status, every config param and every metric, named as everywhere else (the
+    rows of ``trials.csv`` and of ``SweepResult.trials_dataframe()``)."""
+    return [
+        {
+            "trial_id": record.trial_id,
+            "run_id": record.run_id,
+            "run_name": record.run_name,
+            "status": record.status,
+            "attempts": record.attempts,
+            "seconds": round(record.seconds, 1),
+            **record.trial.as_params(),
+            **record.metrics,
+            "error": record.error or "",
+        }
+        for record in records
+    ]
 
-    rows = []
-    for record in records:
-        try:
-            params = TrialConfig.from_ray(record.config).as_params()
-        except Exception:  # a config the trial itself rejected
-            params = dict(record.config)
-        rows.append(
-            {
-                "trial_id": record.trial_id,
-                "run_id": record.run_id,
-                "run_name": record.run_name,
-                "status": record.status,
-                "attempts": record.attempts,
-                "seconds": round(record.seconds, 1),
-                **params,
-                **record.metrics,
-                "error": record.error or "",
-            }
-        )
-    return pd.DataFrame(rows)
+
+def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
+    """``trial_rows`` as a DataFrame."""
+    return pd.DataFrame(trial_rows(records))
 
 
 def summary_markdown(
@@ -173,7 +161,7 @@ def summary_markdown(
         return "\n".join(lines) + "\n"
     winner = ranked[0]
     lines += ["", f"## Winner: trial {winner.trial_id} (run {winner.run_id})", "", "| param | value |", "|---|---|"]
-    for name, value in TrialConfig.from_ray(winner.config).as_params().items():
+    for name, value in winner.trial.as_params().items():
         lines.append(f"| `{name}` | {value} |")
     lines += ["", "| metric | dev | test | seed target | met on dev? |", "|---|---|---|---|---|"]
     for name in TRACKED_METRICS:
@@ -194,28 +182,20 @@ def summary_markdown(
     ]
     for rank, record in enumerate(ranked[:5], start=1):
         lines.append(
-            f"| {rank} | {record.trial_id} | {record.config.get('optimizer')} | "
+            f"| {rank} | {record.trial_id} | {record.trial.optimizer} | "
             f"{record.metrics.get(metric, float('nan')):.3f} | {record.metrics.get('accuracy', float('nan')):.3f} | "
             f"{int(record.metrics.get('lm_calls', 0))} |"
         )
     if failed:
         lines += ["", "## Failed trials", ""]
-        lines += [f"- {record.trial_id} ({record.config.get('optimizer')}): {record.error}" for record in failed]
+        lines += [f"- {record.trial_id} ({record.trial.optimizer}): {record.error}" for record in failed]
     return "\n".join(lines) + "\n"
 
 
-def write_plots(records: list[TrialRecord], space: Any, directory: Path) -> list[Path]:
+def write_plots(records: list[TrialRecord], space: SearchSpace, directory: Path) -> list[Path]:
     """Optimization history, parameter importances and parallel coordinates as PNGs (skipped, with a log
-    line, when there are too few finished trials for one)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.visualization import matplotlib as optuna_plots
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
+    line, when there are too few finished trials for one).  Optuna's warnings about its experimental plots
+    are silenced inside this call only."""
     study = plotted_study(records, space)
     written = []
     plots = {
@@ -225,7 +205,10 @@ def write_plots(records: list[TrialRecord], space: Any, directory: Path) -> list
     }
     for filename, plot in plots.items():
         try:
-            axes = plot(study)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+                warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
+                axes = plot(study)
             figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
             figure.set_size_inches(10, 6)
             figure.tight_layout()
@@ -237,22 +220,18 @@ def write_plots(records: list[TrialRecord], space: Any, directory: Path) -> list
     return written
 
 
-def plotted_study(records: list[TrialRecord], space: Any) -> Any:
+def plotted_study(records: list[TrialRecord], space: SearchSpace) -> optuna.Study:
     """An Optuna study of the finished trials that report the objective, with the params the space
     searches: what the plots draw."""
-    import optuna
-
-    from sweeps.search import distribution
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
     for record in records:
         if record.status != "FINISHED" or space.metric not in record.metrics:
             continue
-        searched = searched_params(record.config, space)
+        params = record.trial.as_params()
+        searched = searched_params(params, space)
         study.add_trial(
             optuna.trial.create_trial(
-                params={name: record.config[name] for name in searched},
+                params={name: params[name] for name in searched},
                 distributions={name: distribution(param) for name, param in searched.items()},
                 value=record.metrics[space.metric],
             )
@@ -260,13 +239,12 @@ def plotted_study(records: list[TrialRecord], space: Any) -> Any:
     return study
 
 
-def searched_params(config: dict[str, Any], space: Any) -> dict[str, Any]:
-    """The params of ``config`` that the space searches (not constants), with their ``Param``."""
+def searched_params(config: dict[str, Any], space: SearchSpace) -> dict[str, Param]:
+    """The params of ``config`` (flat, as ``TrialConfig.as_params``) that the space searches (not
+    constants), with their ``Param``."""
     searched = {}
     optimizer = config.get("optimizer")
     if len(space.optimizers) > 1:
-        from sweeps.space import Param
-
         searched["optimizer"] = Param("optimizer", "choice", choices=tuple(space.optimizers))
     for name, param in {**space.optimizers.get(optimizer, {}), **space.knobs}.items():
         if not param.is_constant and name in config:

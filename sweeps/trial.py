@@ -2,14 +2,16 @@
 
 The trial runs in a Ray worker (possibly on another node than the driver).  It builds its LM with
 ``dspy.context`` (trials run in fresh threads, where ``dspy.configure`` would not reach), holds an LM slot
-for every call, and carries its artifacts (program JSON state, ``sample_predictions.json``,
-``question_scores.csv``) in its final result, so that they reach MLflow without the driver reading any
-worker's disk.
+for every request that goes to the server (``sweeps.slots.SlotHook``, below DSPy's cache), reports its LM
+usage as ``bibleqa.usage`` counts it, and carries its artifacts (program JSON state,
+``sample_predictions.json``, ``question_scores.csv``) in its final result, so that they reach MLflow without
+the driver reading any worker's disk.
 
 Example (what Tune calls; ``context`` is bound with ``tune.with_parameters``)::
 
-    >>> from sweeps.trial import run_trial, SweepContext  # doctest: +SKIP
-    >>> run_trial({"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "seed": 0}, context)  # doctest: +SKIP
+    >>> from sweeps.trial import SweepContext, trial_result
+    >>> context = SweepContext(lm_settings=lm, data=None, slots_actor=None)  # doctest: +SKIP
+    >>> trial_result({"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "seed": 0}, context)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray import tune
+
+from bibleqa.dataset import load_dataset
+from bibleqa.dspy_lm import build_adapter, build_lm
 from bibleqa.lm import LMSettings
 from bibleqa.metrics import LOGGED_METRICS
+from bibleqa.train import compile_and_evaluate, write_artifacts
+from sweeps.slots import SlotHook
+from sweeps.trial_config import TrialConfig
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +41,7 @@ REPORTED_METRICS = (
     "n_errors",
     "dropped_references",
     "lm_calls",
+    "lm_cache_hits",
     "prompt_tokens",
     "completion_tokens",
     "compile_seconds",
@@ -60,33 +71,25 @@ class SweepContext:
 
 def run_trial(config: dict[str, Any], context: SweepContext) -> None:
     """The Tune trainable: compile, evaluate on dev, ``tune.report`` once with metrics and artifacts."""
-    from ray import tune
-
     tune.report(trial_result(config, context))
 
 
 def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any]:
     """Run one trial and return its final result: the reported metrics plus ``artifacts`` (name -> text)."""
-    from bibleqa.dataset import load_dataset
-    from bibleqa.lm import build_adapter, build_lm
-    from bibleqa.train import compile_and_evaluate, write_artifacts
-    from sweeps.slots import SlotCallback
-    from sweeps.trial_config import TrialConfig
-
     _quiet_worker(context.log_file)
     logger.info("trial starts: %s", config)
     trial = TrialConfig.from_ray(config)
     settings = trial.lm_settings(context.lm_settings)
     dataset = load_dataset(context.data)
-    callbacks = [SlotCallback(context.slots_actor, context.slots_namespace)] if context.slots_actor else []
-    lm = build_lm(settings, callbacks=callbacks)
+    hooks = [SlotHook(context.slots_actor, context.slots_namespace)] if context.slots_actor else []
+    lm = build_lm(settings, request_hooks=hooks)
     try:
         compiled, evaluation, figures = compile_and_evaluate(
             trial.to_train_config(context.eval_threads), dataset, lm, build_adapter(settings.model_format)
         )
     finally:
-        for callback in callbacks:
-            callback.done()
+        for hook in hooks:
+            hook.done()
     if evaluation.results and evaluation.n_errors == len(evaluation.results):
         # Scores of 0 from an LM that never answered are not a result: the trial failed.
         raise TrialFailed(f"all {evaluation.n_errors} dev questions failed; the first: {evaluation.results[0].error}")
@@ -103,12 +106,7 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
 
 def _node_id() -> str:
     """The Ray node this trial ran on ("" outside Ray)."""
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    except Exception:
-        return ""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def _quiet_worker(log_file: str | None) -> None:

@@ -1,7 +1,10 @@
-"""The typed trial config: Ray's plain ``config`` dict becomes a ``TrialConfig`` here, once.
+"""The typed trial config: Ray's plain ``config`` dict becomes a ``TrialConfig`` here, once per process.
 
-Every key keeps its name from the search-space file through the trial config, the MLflow params and the
-``trials.csv`` columns (``max_bootstrapped_demos`` everywhere).
+The driver parses a trial's config when its MLflow run starts and carries the ``TrialConfig`` on the trial's
+record (``sweeps.records``); the trial parses its own copy in its Ray worker.  Nothing else reads the raw
+dict.  Every key keeps its name from the search-space file through the trial config, the MLflow params and
+the ``trials.csv`` columns (``max_bootstrapped_demos`` everywhere); the defaults are ``bibleqa.knobs``' and
+the optimizer registry's.
 
 Example::
 
@@ -18,13 +21,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bibleqa.errors import UserError
+from bibleqa.knobs import KNOB_DEFAULTS, PROGRAM_KNOBS
 from bibleqa.lm import LMSettings
-from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, optimizer_params
-from bibleqa.related import DEFAULT_RELATED_PASSAGES
+from bibleqa.optimizers import OPTIMIZERS, canonical_optimizer, optimizer_params
 from bibleqa.train import TrainConfig
-from sweeps.space import PROGRAM_KNOBS
-
-KNOBS = PROGRAM_KNOBS
 
 
 @dataclass(frozen=True)
@@ -33,24 +33,24 @@ class TrialConfig:
 
     optimizer: str
     params: dict[str, Any] = field(default_factory=dict)
-    train_size: int = 16
-    retrieval_k: int = 3
-    related_passages: int = DEFAULT_RELATED_PASSAGES
-    chain_of_thought: bool = False
-    model_format: str | None = None
-    bootstrap_metric: str = "composite_score"
-    bootstrap_threshold: float = 0.5
+    train_size: int = KNOB_DEFAULTS["train_size"]
+    retrieval_k: int = KNOB_DEFAULTS["retrieval_k"]
+    related_passages: int = KNOB_DEFAULTS["related_passages"]
+    chain_of_thought: bool = KNOB_DEFAULTS["chain_of_thought"]
+    model_format: str | None = KNOB_DEFAULTS["model_format"]
+    bootstrap_metric: str = KNOB_DEFAULTS["bootstrap_metric"]
+    bootstrap_threshold: float = KNOB_DEFAULTS["bootstrap_threshold"]
     seed: int = 0
 
     @classmethod
     def from_ray(cls, config: dict[str, Any]) -> TrialConfig:
         """Build from Ray's flat config; unknown keys raise ``UserError``."""
         optimizer = canonical_optimizer(str(config["optimizer"]))
-        own = set(OPTIMIZER_PARAMS[optimizer])
-        unknown = sorted(set(config) - own - set(KNOBS) - {"optimizer", "seed"})
+        own = set(OPTIMIZERS[optimizer].defaults)
+        unknown = sorted(set(config) - own - set(PROGRAM_KNOBS) - {"optimizer", "seed"})
         if unknown:
             raise UserError(f"trial config has {', '.join(unknown)}, which {optimizer} does not take")
-        knobs = {name: config[name] for name in KNOBS if name in config and config[name] is not None}
+        knobs = {name: config[name] for name in PROGRAM_KNOBS if name in config and config[name] is not None}
         return cls(
             optimizer=optimizer,
             params=optimizer_params(optimizer, {name: config[name] for name in own if name in config}),
@@ -59,7 +59,7 @@ class TrialConfig:
         )
 
     def as_params(self) -> dict[str, Any]:
-        """Flat params, named as in the search-space file."""
+        """Flat params, named as in the search-space file (``model_format`` only when the trial sets one)."""
         return {
             "optimizer": self.optimizer,
             **self.params,
@@ -68,6 +68,7 @@ class TrialConfig:
             "retrieval_k": self.retrieval_k,
             "related_passages": self.related_passages,
             "chain_of_thought": self.chain_of_thought,
+            **({"model_format": self.model_format} if self.model_format else {}),
             "bootstrap_metric": self.bootstrap_metric,
             "bootstrap_threshold": self.bootstrap_threshold,
             "seed": self.seed,
@@ -81,9 +82,6 @@ class TrialConfig:
         """The ``bibleqa`` training config that compiles and scores this trial."""
         fixed = {name: self.params[name] for name in ("max_bootstrapped_demos", "max_labeled_demos", "max_rounds",
                                                         "num_candidate_programs") if name in self.params}  # fmt: skip
-        extra = {name: value for name, value in self.params.items() if name not in fixed}
-        if self.optimizer == "LabeledFewShot":
-            fixed.setdefault("max_bootstrapped_demos", 0)
         return TrainConfig(
             optimizer=self.optimizer,
             train_size=self.train_size,
@@ -94,6 +92,6 @@ class TrialConfig:
             bootstrap_threshold=self.bootstrap_threshold,
             seed=self.seed,
             eval_threads=eval_threads,
-            extra=extra,
+            extra={name: value for name, value in self.params.items() if name not in fixed},
             **fixed,
         )

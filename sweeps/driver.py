@@ -1,0 +1,153 @@
+"""The sweep driver: ``run_sweep`` checks everything, opens the parent run and the sweep folder, runs the
+trials with Ray Tune, and sums up.  ``bibleqa-sweep run`` is a thin shell over it.
+
+    bibleqa-sweep run search_spaces/smoke.yaml --trials 6 --lm local
+
+Order of work:
+
+1. ``sweeps.plan``: read the data and the space (every problem reported at once), health-check the LM and
+   MLflow; nothing starts if any of this fails;
+2. create the parent run ``sweep_<space>_<YYYYmmdd_HHMMSS>`` (``run_type=sweep``) and the sweep folder
+   ``<storage>/<sweep name>`` (``sweeps.sweep_folder``);
+3. ``sweeps.tune_run``: run the trials, each an MLflow child run;
+4. ``sweeps.finalize``: pick the winner, score it once on test, log the summary, plots and model on the parent.
+
+From step 2 on, whatever stops the sweep leaves the parent with a final status: FINISHED, FAILED with the
+error in its ``error`` tag, or KILLED on ``KeyboardInterrupt`` (re-raised).
+
+Example::
+
+    >>> import sweeps
+    >>> with sweeps.bundled_lm() as lm:  # doctest: +SKIP
+    ...     result = sweeps.run_sweep("search_spaces/smoke.yaml", lm=lm, trials=6)
+    >>> result.best_config["optimizer"], result.best_metrics["accuracy"]  # doctest: +SKIP
+    ('BootstrapFewShot', 0.27)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params
+from sweeps.finalize import finalize_sweep
+from sweeps.options import (
+    DEFAULT_N_STARTUP_TRIALS,
+    DEFAULT_SEARCH,
+    DEFAULT_STORAGE,
+    DEFAULT_TRIALS,
+    TRIAL_CPUS,
+    SweepOptions,
+)
+from sweeps.plan import LMs, ParentRun, SweepPlan, plan_sweep
+from sweeps.result import SweepResult
+from sweeps.sweep_folder import create_sweep_folder, sweep_log, sweep_name
+from sweeps.tune_run import run_trials
+
+logger = logging.getLogger(__name__)
+
+
+def run_sweep(
+    space: str | Path | Mapping[str, Any],
+    *,
+    lm: LMs = None,
+    trials: int = DEFAULT_TRIALS,
+    concurrency: int | None = None,
+    search: str = DEFAULT_SEARCH,
+    n_startup_trials: int = DEFAULT_N_STARTUP_TRIALS,
+    max_failures: int = 0,
+    time_budget: float | None = None,
+    address: str | None = None,
+    trial_cpus: float = TRIAL_CPUS,
+    data: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    seed: int | None = None,
+    storage: str = DEFAULT_STORAGE,
+    register: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Run a sweep over ``space`` (a search-space file or a mapping of the same keys) on ``lm`` and return
+    its ``SweepResult``, whether every trial finished, some failed, or none did.
+
+    ``lm`` is an ``LMSettings`` (``sweeps.lm_studio(...)``, or what ``sweeps.bundled_lm()`` yields), a list
+    holding one, or ``None`` for LM Studio at its default address.  The other keywords are the flags of
+    ``bibleqa-sweep run``: ``concurrency=None`` uses the LM's slots, ``seed=None`` the space's seed.
+    ``echo`` receives one line per finished trial (the CLI passes ``print``).
+
+    Raises ``UserError`` (a bad space, flag, data file, LM or MLflow store; ``SpaceError`` lists every
+    problem of a space) before anything starts.  A failed trial fails that trial only.
+
+    Side effects on this process, beyond the parent run, the sweep folder and MLflow's runs: MLflow's
+    tracking URI is set to the sweep's (``mlflow.set_tracking_uri``); MLflow's HTTP retries and timeout are
+    lowered unless set already (``MLFLOW_HTTP_REQUEST_*``); Ray is started and stopped unless it already
+    runs, in which case it is used and left running; while the sweep runs, the libraries' log lines go to
+    ``sweep.log`` instead of the console and two Tune settings are in the environment (``sweeps.tune_run``),
+    all put back afterwards.  No signal handler is installed: on Ctrl-C, Tune's own handler stops the
+    trials (their runs end KILLED) and the sweep sums up what finished.  (``bibleqa-sweep run`` turns
+    Tune's handler off, so that Ctrl-C ends the parent KILLED and exits 130.)
+    """
+    options = SweepOptions(
+        trials=trials,
+        concurrency=concurrency,
+        search=search,
+        n_startup_trials=n_startup_trials,
+        max_failures=max_failures,
+        time_budget=time_budget,
+        address=address,
+        trial_cpus=trial_cpus,
+        data=data,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        seed=seed,
+        storage=storage,
+        register=register,
+    )
+    plan = plan_sweep(space, lm, options)
+    return _run(plan, echo or (lambda line: None))
+
+
+def _run(plan: SweepPlan, echo: Callable[[str], None]) -> SweepResult:
+    experiment_id = ensure_experiment(plan.tracking_uri, plan.options.experiment)
+    name = sweep_name(plan.space.name)
+    folder = create_sweep_folder(plan, name)
+    for note in plan.notes:
+        echo(f"note: {note}")
+    client = mlflow.MlflowClient(plan.tracking_uri)
+    with sweep_log(folder / "sweep.log") as log_handler:
+        run = client.create_run(experiment_id, run_name=name, tags={"run_type": "sweep", "sweep_dir": str(folder)})
+        parent = ParentRun(experiment_id, run.info.run_id, name, folder)
+        try:  # from here on, whatever stops the sweep leaves the parent run with a final status
+            log_batch(parent.run_id, params=_parent_params(plan), client=client)
+            echo(f"sweep {name}: {plan.options.trials} trials, {plan.lm.slots} LM slot(s), parent run {parent.run_id}")
+            records, slot_stats = run_trials(plan, parent, log_handler, echo)
+            result = finalize_sweep(client, plan, parent, records, slot_stats)
+        except BaseException as error:
+            client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+            client.set_terminated(parent.run_id, status="KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
+        client.set_terminated(parent.run_id, status="FINISHED")
+    return result
+
+
+def _parent_params(plan: SweepPlan) -> dict[str, Any]:
+    options, space = plan.options, plan.space
+    return {
+        "space_file": space.path or f"<mapping {space.name}>",
+        "space_name": space.name,
+        "space_sha256": space.sha256,
+        "search": options.search,
+        "seed": plan.seed,
+        "n_trials_budget": options.trials,
+        "time_budget_s": options.time_budget,
+        "concurrency": plan.lm.slots,
+        "n_startup_trials": options.n_startup_trials,
+        "max_failures": options.max_failures,
+        "objective": f"{space.metric}:{space.mode}",
+        **plan.lm.as_params(),
+        **provenance_params(plan.dataset.sha256, plan.lm.n_ctx),
+    }

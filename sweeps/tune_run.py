@@ -1,0 +1,148 @@
+"""The trials, run by Ray Tune with Optuna's search: Ray (joined or started), the LM slots, the Tuner.
+
+If Ray is already initialised in this process, the sweep uses it and leaves it running; otherwise it starts
+a local instance (``address="local"``, or ``address`` to join a cluster) and stops it at the end.  Each trial
+is an MLflow child run (``sweeps.mlflow_logging``); at most ``slots`` requests reach the LM at once
+(``sweeps.slots``), and one more trial than slots runs at a time (``EXTRA_TRIALS``).
+
+Tune reads two settings from the environment when it starts; they are set while the Tuner runs and put back
+afterwards: ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` (no CSV, JSON or TensorBoard copies of the results,
+which carry the artifacts) and ``RAY_AIR_NEW_OUTPUT=0`` (Tune's own progress output stays off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from sweeps.mlflow_logging import SweepMLflowCallback
+from sweeps.plan import ParentRun, SweepPlan
+from sweeps.records import TrialRecord
+from sweeps.search import make_searcher
+from sweeps.slots import LMSlots, affinity_for
+from sweeps.sweep_folder import libraries_logging_to
+from sweeps.trial import SweepContext, run_trial
+
+logger = logging.getLogger(__name__)
+
+EXTRA_TRIALS = 1
+"""Trials that run at once beyond the LM's slots, so that one trial's set-up and logging overlap with the
+others' LM work (the LM calls in flight are still capped by the slots).  Measured with
+``bench/lm_bound_trials.py --ways sweep --trials 24`` (4 slots, 0.2 s a call, 2 cores), twice each: slots + 1
+and slots x 2 kept the slots equally busy (88-89 % of the LM phase, LM phase 1.12-1.14 x the ideal), and
+slots + 1 started 2-3 s sooner (fewer workers to start: 39.7 and 39.9 s wall against 41.6 and 43.0 s).
+Fewer trials at once also leave TPE fewer trials to suggest without their results."""
+TUNE_ENVIRONMENT = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+WORKER_ENVIRONMENT = {"TQDM_DISABLE": "1", "MLFLOW_LOGGING_LEVEL": "ERROR"}
+"""The environment of the Ray workers a sweep starts (none of it is a secret)."""
+
+
+def trial_dirname(trial: Any) -> str:
+    """A trial's folder name: its id only, so that no config value lands in a path."""
+    return f"trial_{trial.trial_id}"
+
+
+def run_trials(
+    plan: SweepPlan, parent: ParentRun, log_handler: logging.Handler, echo: Callable[[str], None]
+) -> tuple[list[TrialRecord], dict[str, float]]:
+    """Run the trials with Tune; return their records and the slot figures.  Every trial that started ends
+    with a final status, even when the sweep stops early (time budget, Ctrl-C, a crash): then KILLED."""
+    namespace = f"bibleqa-{parent.sweep_dir.name}"
+    with _ray(plan, namespace) as started:
+        logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", plan.options.trials)
+        actor_name = f"lm-slots-{parent.sweep_dir.name}"
+        slots_actor = LMSlots.options(name=actor_name, namespace=namespace).remote(
+            plan.lm.slots, affinity_for(plan.lm.slots)
+        )
+        callback = SweepMLflowCallback(
+            tracking_uri=plan.tracking_uri,
+            experiment_id=parent.experiment_id,
+            parent_run_id=parent.run_id,
+            lm_settings=plan.lm,
+            total_trials=plan.options.trials,
+            echo=echo,
+        )
+        context = SweepContext(
+            lm_settings=plan.lm,
+            data=str(Path(plan.options.data).resolve()) if plan.options.data else None,
+            slots_actor=actor_name,
+            slots_namespace=namespace,
+            log_file=log_handler.baseFilename if isinstance(log_handler, logging.FileHandler) else None,
+        )
+        try:
+            # Ray sets up its own console handlers as it starts: back to the sweep log with them.
+            with libraries_logging_to(log_handler, ["ray"]), _environment(TUNE_ENVIRONMENT):
+                _tuner(plan, parent, callback, context).fit()
+            slot_stats = ray.get(slots_actor.stats.remote())
+        finally:
+            callback.close_open_runs()
+            ray.kill(slots_actor)
+    return list(callback.records.values()), slot_stats
+
+
+def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, context: SweepContext) -> tune.Tuner:
+    options = plan.options
+    return tune.Tuner(
+        tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": options.trial_cpus}),
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(
+                plan.space, algorithm=options.search, seed=plan.seed, n_startup_trials=options.n_startup_trials
+            ),
+            num_samples=options.trials,
+            max_concurrent_trials=plan.lm.slots + EXTRA_TRIALS,
+            time_budget_s=options.time_budget,
+            trial_dirname_creator=trial_dirname,
+            # A new trial reuses a finished trial's worker: no new Python process, no second import of DSPy,
+            # and the BM25 index already built (each fresh worker cost seconds of idle LM slots).
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=parent.sweep_dir.name,
+            storage_path=str(parent.sweep_dir / "ray"),
+            callbacks=[callback],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _ray(plan: SweepPlan, namespace: str) -> Iterator[bool]:
+    """Join the Ray this process already runs, or start one and stop it after; yields whether it started."""
+    if ray.is_initialized():
+        yield False
+        return
+    ray.init(
+        address=plan.options.address or "local",
+        namespace=namespace,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        runtime_env={"env_vars": WORKER_ENVIRONMENT},
+    )
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then put back what was there."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
