@@ -23,8 +23,9 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
 import dspy
 
 from bibleqa.dataset import load_dataset
+from bibleqa.dspy_lm import build_adapter, build_lm
 from bibleqa.evaluate import Evaluation
-from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check
+from bibleqa.lm import LMSettings, health_check
 from bibleqa.local_lm import local_lm_server
 from bibleqa.metrics import METRICS, TRACKED_METRICS
 from bibleqa.program import program_references

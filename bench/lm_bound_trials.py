@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fixed_latency_lm import FixedLatencyLM
 from bibleqa.dataset import write_subset
 from bibleqa.lm import LMSettings
+from sweeps import run_sweep
 from sweeps.trial import SweepContext, trial_result
 
 SPACE = """
@@ -46,16 +47,11 @@ model_format: completion
 
 
 def through_sweep(args, settings, data, directory) -> float:
-    from sweeps.run import SweepOptions, run_sweep
-
     space = directory / "bench.yaml"
     space.write_text(SPACE)
-    options = SweepOptions(
-        str(space), trials=args.trials, concurrency=args.slots, data=str(data),
-        tracking_uri=f"sqlite:///{directory / 'sweep.db'}", storage=str(directory / "results"),
-    )  # fmt: skip
     started = time.monotonic()
-    run_sweep(options, settings, lm_studio=True, n_ctx=4096)
+    run_sweep(str(space), lm=settings, trials=args.trials, concurrency=args.slots, data=str(data),
+              tracking_uri=f"sqlite:///{directory / 'sweep.db'}", storage=str(directory / "results"))  # fmt: skip
     return started
 
 

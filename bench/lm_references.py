@@ -26,8 +26,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import dspy
 
 from bibleqa.dataset import load_dataset
+from bibleqa.dspy_lm import build_adapter, build_lm
 from bibleqa.evaluate import evaluate
-from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check
+from bibleqa.lm import LMSettings, health_check
 from bibleqa.local_lm import local_lm_server
 from bibleqa.metrics import BootstrapMetric
 from bibleqa.optimizers import compile_program

@@ -27,8 +27,9 @@ import dspy
 import mlflow
 
 from bibleqa.dataset import load_dataset
+from bibleqa.dspy_lm import build_adapter, build_lm
 from bibleqa.evaluate import evaluate
-from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check
+from bibleqa.lm import LMSettings, health_check
 from bibleqa.local_lm import local_lm_server
 from sweeps.pick import program_from_params
 

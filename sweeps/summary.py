@@ -9,7 +9,7 @@ Example::
     >>> from sweeps.summary import certainty
     >>> from sweeps.records import TrialRecord
     >>> from sweeps.trial_config import TrialConfig
-    >>> table = "id,theological_match_score\nq1,1.0\nq2,0.0\n"
+    >>> table = "\\n".join(["id,theological_match_score", "q1,1.0", "q2,0.0"])
     >>> winner = TrialRecord("a", "r1", "n1", TrialConfig("LabeledFewShot"), "FINISHED",
     ...                      artifacts={"question_scores.csv": table})
     >>> certainty(winner, None, "theological_match_score").winner_mean
@@ -194,8 +194,8 @@ def summary_markdown(
 
 def write_plots(records: list[TrialRecord], space: SearchSpace, directory: Path) -> list[Path]:
     """Optimization history, parameter importances and parallel coordinates as PNGs (skipped, with a log
-    line, when there are too few finished trials for one).  Optuna's warnings about its experimental plots
-    are silenced inside this call only."""
+    line, when there are too few finished trials for one).  The warnings Optuna gives while it draws
+    (experimental plots, importances from few trials) go to the log."""
     study = plotted_study(records, space)
     written = []
     plots = {
@@ -205,10 +205,11 @@ def write_plots(records: list[TrialRecord], space: SearchSpace, directory: Path)
     }
     for filename, plot in plots.items():
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-                warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
+            with warnings.catch_warnings(record=True) as caught:  # to the log, not the console
+                warnings.simplefilter("always")
                 axes = plot(study)
+            for warning in caught:
+                logger.info("%s: %s", filename, warning.message)
             figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
             figure.set_size_inches(10, 6)
             figure.tight_layout()

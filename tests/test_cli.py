@@ -19,6 +19,7 @@ import mlflow
 import pytest
 
 from bibleqa.local_lm import free_port
+from sweeps.estimate import PROBE_CALLS
 from tests.fakes import SilentServer, completion_body
 
 
@@ -203,7 +204,7 @@ def test_dry_run_writes_nothing_to_an_mlflow_server(mlflow_server, fake_lm_serve
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "nothing was started" in result.stdout
-    assert len(fake.requests) == 1  # the one latency probe
+    assert len(fake.requests) == PROBE_CALLS + 1  # the latency probe: a warm-up call, then the timed ones
     assert client.get_experiment_by_name(experiment) is None
     assert len(client.search_experiments()) == experiments_before and runs_on_server() == runs_before
     assert list(workdir.iterdir()) == [] and list(ray_temp_dir.iterdir()) == []

@@ -10,8 +10,10 @@ import dspy
 import pytest
 from dspy.utils.exceptions import AdapterParseError
 
-from bibleqa.completion import STOP_SEQUENCES, CompletionAdapter, CompletionEngine
-from bibleqa.lm import LMSettings, build_lm
+from bibleqa.completion import STOP_SEQUENCES, CompletionAdapter
+from bibleqa.dspy_lm import build_lm
+from bibleqa.engines import CompletionEngine
+from bibleqa.lm import LMSettings
 from bibleqa.program import AnswerBibleQuestion
 from tests.fakes import completion_body
 

@@ -80,8 +80,9 @@ def test_trials_spread_over_two_nodes_and_log_everything(two_node_cluster, local
         artifacts = {entry.path for entry in client.list_artifacts(child.info.run_id)}
         assert {"program.json", "sample_predictions.json", "question_scores.csv"} <= artifacts
     trial_calls = sum(child.data.metrics["lm_calls"] for child in children)
-    assert trial_calls > 0
+    sent = sum(child.data.metrics["lm_calls"] - child.data.metrics["lm_cache_hits"] for child in children)
+    assert trial_calls > 0 and sent == trial_calls  # --no-cache: no call was a cache hit
     assert proxy.max_in_flight == 1  # two nodes, one slot: the server never had two calls at once
-    assert proxy.posts == trial_calls + 2  # the trials' calls, then the winner's 2 test questions
-    assert summary["slot_stats"]["lm_calls_through_slots"] == trial_calls  # every call on both nodes took it
+    assert proxy.posts == sent + 2  # the trials' requests, then the winner's 2 test questions
+    assert summary["slot_stats"]["lm_calls_through_slots"] == sent  # every request on both nodes took it
     assert summary["slot_stats"]["max_lm_calls_in_flight"] == 1

@@ -1,4 +1,4 @@
-"""The runnable examples in the docstrings of the pure modules (no LM, no server) run and hold."""
+"""The runnable examples in the docstrings of the modules that need no LM or server run and hold."""
 
 from __future__ import annotations
 
@@ -17,6 +17,21 @@ MODULES = [
     "bibleqa.scripture",
     "bibleqa.tsk",
     "bibleqa.related",
+    "bibleqa.lm",
+    "bibleqa.knobs",
+    "bibleqa.optimizers",
+    "bibleqa.usage",
+    "bibleqa.completion",
+    "bibleqa.dspy_lm",
+    "sweeps.space",
+    "sweeps.options",
+    "sweeps.plan",
+    "sweeps.trial_config",
+    "sweeps.records",
+    "sweeps.winner",
+    "sweeps.summary",
+    "sweeps.result",
+    "sweeps.sweep_folder",
 ]
 
 

@@ -10,11 +10,13 @@ import dspy
 import pytest
 
 from bibleqa.dataset import load_dataset
-from bibleqa.evaluate import LMUsage, UsageMeter, evaluate
-from bibleqa.lm import LMSettings, lm_context
+from bibleqa.dspy_lm import lm_context
+from bibleqa.evaluate import evaluate
+from bibleqa.lm import LMSettings
 from bibleqa.metrics import METRICS
 from bibleqa.program import build_program
 from bibleqa.train import write_artifacts
+from bibleqa.usage import LMUsage
 from tests.fakes import completion_body, prompt_of
 from tests.helpers import small_data
 
@@ -67,24 +69,6 @@ def test_threads_keep_the_questions_in_order():
     assert three.metrics == one.metrics and three.n_errors == one.n_errors == 1
 
 
-def test_usage_counts_every_call_and_its_tokens():
-    usage = LMUsage.from_history([{"usage": {"prompt_tokens": 10, "completion_tokens": 3}}, {"usage": None}, {}])
-    assert usage == LMUsage(lm_calls=3, prompt_tokens=10, completion_tokens=3)
-    assert (usage + LMUsage(1, 2, 3)).as_dict() == {"lm_calls": 4, "prompt_tokens": 12, "completion_tokens": 6}
-
-    class History:
-        def __init__(self) -> None:
-            self.history = [{"usage": {"prompt_tokens": 100}}]
-
-    lm = History()
-    with UsageMeter(lm) as meter:
-        lm.history = [*lm.history, {"usage": {"prompt_tokens": 7, "completion_tokens": 2}}]
-    assert meter.usage == LMUsage(1, 7, 2)  # only the calls made inside the block
-    with UsageMeter(None) as nothing:
-        pass
-    assert nothing.usage == LMUsage()
-
-
 def test_question_scores_csv_has_one_row_per_dev_question(fake_lm_server, tmp_path):
     dev = load_dataset(small_data(tmp_path, train=2, dev=6, test=1)).examples("dev")
     failing = dev[4].question
@@ -101,9 +85,11 @@ def test_question_scores_csv_has_one_row_per_dev_question(fake_lm_server, tmp_pa
     program = build_program(retrieval_k=0, related_passages=0)
     with lm_context(settings):
         evaluation = evaluate(program, dev)
-    # DSPy's history, which lm_calls counts, keeps the answered calls: the failed one is not among them.
+    # Every call counts, the failed one too (it went to the server); its tokens do not (none were reported).
     assert len(fake.requests) == len(dev)
-    assert evaluation.usage == LMUsage(len(dev) - 1, 10 * (len(dev) - 1), 3 * (len(dev) - 1))
+    assert evaluation.usage == LMUsage(
+        lm_calls=len(dev), lm_cache_hits=0, prompt_tokens=10 * (len(dev) - 1), completion_tokens=3 * (len(dev) - 1)
+    )
     paths = write_artifacts(tmp_path, program, evaluation)
     assert sorted(path.name for path in paths) == ["program.json", "question_scores.csv", "sample_predictions.json"]
 

@@ -9,8 +9,9 @@ import time
 import dspy
 import pytest
 
+from bibleqa.dspy_lm import build_adapter, build_lm, lm_context
 from bibleqa.errors import LMUnavailableError, UserError
-from bibleqa.lm import LMSettings, build_adapter, build_lm, health_check, lm_context
+from bibleqa.lm import LMSettings, health_check
 from bibleqa.local_lm import free_port
 from tests.fakes import chat_body
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from bibleqa.dataset import load_dataset
+from bibleqa.dspy_lm import build_adapter, build_lm
 from bibleqa.errors import UserError
-from bibleqa.lm import LMSettings, build_adapter, build_lm
+from bibleqa.lm import LMSettings
 from bibleqa.metrics import BootstrapMetric
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, compile_program, demo_budget, optimizer_params
 from bibleqa.program import AnswerBibleQuestion, build_program

@@ -14,7 +14,8 @@ import pytest
 from dspy.utils.dummies import DummyLM
 
 from bibleqa.dataset import load_dataset
-from bibleqa.lm import LMSettings, lm_context
+from bibleqa.dspy_lm import lm_context
+from bibleqa.lm import LMSettings
 from bibleqa.metrics import cross_reference_recall
 from bibleqa.program import build_program, canonical_references, format_passages
 from bibleqa.related import DEFAULT_RELATED_PASSAGES

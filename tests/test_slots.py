@@ -1,29 +1,29 @@
-"""sweeps.slots: the LM calls in flight never exceed the slots, a freed slot stays with its holder, and the
-slot figures are what the calls' times say.
+"""sweeps.slots: the LM calls in flight never exceed the slots, a freed slot stays with its holder, the slot
+figures are what the calls' times say, and a cache hit holds no slot.
 
 The semaphore (``SlotPool``) is driven in-process on a clock the test sets; the Ray actor (``LMSlots``) and
-the DSPy callback that takes a slot around every LM call run on a real local Ray instance."""
+the request hook that takes a slot around every request an LM engine sends run on a real local Ray
+instance (against a FAKE scripted LM server where an LM is needed)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import pickle
 import threading
 import time
 
+import dspy
 import pytest
 import ray
 
-from sweeps.slots import (
-    AFFINITY_S,
-    BUNDLED_LM_SLOTS,
-    LM_STUDIO_SLOTS,
-    LMSlots,
-    SlotCallback,
-    SlotPool,
-    affinity_for,
-    auto_slots,
-)
+from bibleqa.dspy_lm import build_adapter, build_lm
+from bibleqa.lm import LM_STUDIO_SLOTS, LMSettings, lm_studio
+from bibleqa.local_lm import BUNDLED_LM_SLOTS, bundled_lm
+from bibleqa.program import AnswerBibleQuestion
+from bibleqa.usage import LMUsage, meter_of
+from sweeps.slots import AFFINITY_S, LMSlots, SlotHook, SlotPool, affinity_for
+from tests.fakes import completion_body
 
 
 class Clock:
@@ -47,9 +47,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_auto_slots_and_affinity_follow_the_server():
-    assert auto_slots(lm_studio=True) == LM_STUDIO_SLOTS == 4
-    assert auto_slots(lm_studio=False) == BUNDLED_LM_SLOTS == 1
+def test_each_server_brings_its_slots_and_affinity_follows_them():
+    assert lm_studio().slots == LMSettings().slots == LM_STUDIO_SLOTS == 4
+    assert inspect.signature(bundled_lm).parameters["slots"].default == BUNDLED_LM_SLOTS == 1
     assert affinity_for(1) == AFFINITY_S > 0
     assert affinity_for(2) == affinity_for(4) == 0.0
 
@@ -358,13 +358,13 @@ def test_an_expired_slot_with_no_waiter_left_becomes_free():
     assert run(scenario())
 
 
-def test_the_callback_pickles_as_its_names_only():
-    callback = SlotCallback("slots-actor", "a-namespace", holder="trial-7")
-    callback._actor = object()  # a live handle is never pickled
-    restored = pickle.loads(pickle.dumps(callback))
+def test_the_hook_pickles_as_its_names_only():
+    hook = SlotHook("slots-actor", "a-namespace", holder="trial-7")
+    hook._actor = object()  # a live handle is never pickled
+    restored = pickle.loads(pickle.dumps(hook))
     assert (restored.actor_name, restored.namespace, restored.holder) == ("slots-actor", "a-namespace", "trial-7")
     assert restored._actor is None
-    assert SlotCallback("x").holder != SlotCallback("x").holder  # one holder per trial's LM
+    assert SlotHook("x").holder != SlotHook("x").holder  # one holder per trial's LM
 
 
 @pytest.fixture(scope="module")
@@ -375,25 +375,23 @@ def local_ray():
 
 
 @pytest.mark.ray
-def test_calls_through_the_callbacks_never_exceed_the_actors_slots(local_ray):
+def test_requests_through_the_hooks_never_exceed_the_actors_slots(local_ray):
     slots = LMSlots.options(name="cap", namespace="slots-test").remote(2, 0.0)  # noqa: F841 - the handle keeps it alive
-    callbacks = [SlotCallback("cap", "slots-test") for _ in range(4)]
+    hooks = [SlotHook("cap", "slots-test") for _ in range(4)]
     in_flight, most, lock = [0], [0], threading.Lock()
 
-    def calls(callback: SlotCallback, offset: int) -> None:
+    def calls(hook: SlotHook, offset: int) -> None:
         for index in range(5):
-            call_id = f"{offset}-{index}"
-            callback.on_lm_start(call_id, None, {})
-            with lock:  # what an LM server would count: the calls between start and end
-                in_flight[0] += 1
-                most[0] = max(most[0], in_flight[0])
-            time.sleep(0.05)
-            with lock:
-                in_flight[0] -= 1
-            callback.on_lm_end(call_id, None)
-        callback.done()
+            with hook.around_request(f"{offset}-{index}"):
+                with lock:  # what an LM server would count: the requests between start and end
+                    in_flight[0] += 1
+                    most[0] = max(most[0], in_flight[0])
+                time.sleep(0.05)
+                with lock:
+                    in_flight[0] -= 1
+        hook.done()
 
-    threads = [threading.Thread(target=calls, args=(callback, n)) for n, callback in enumerate(callbacks)]
+    threads = [threading.Thread(target=calls, args=(hook, n)) for n, hook in enumerate(hooks)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -418,3 +416,20 @@ def test_the_actor_keeps_a_freed_slot_for_its_holder(local_ray):
     ray.get(waiting_b, timeout=3)
     ray.get(slots.release.remote("b1", "B"))
     assert ray.get(slots.stats.remote())["max_lm_calls_in_flight"] == 1
+
+
+@pytest.mark.ray
+def test_a_cache_hit_holds_no_slot_and_every_request_holds_one(local_ray, fake_lm_server):
+    fake = fake_lm_server([(200, completion_body(" Noah\nReferences: Genesis 6:14"))])
+    slots = LMSlots.options(name="cached", namespace="slots-test").remote(1, 0.0)
+    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion")
+    lm = build_lm(settings, request_hooks=[SlotHook("cached", "slots-test")])
+    with dspy.context(lm=lm, adapter=build_adapter("completion")):
+        for question in ("Who built the ark?", "Who built the ark?", "Who slew Goliath?", "Who built the ark?"):
+            dspy.Predict(AnswerBibleQuestion)(question=question, passages="")
+    stats = ray.get(slots.stats.remote())
+    assert len(fake.requests) == stats["lm_calls_through_slots"] == 2  # the two distinct questions
+    usage = meter_of(lm).usage
+    assert (usage.lm_calls, usage.lm_cache_hits) == (4, 2)
+    assert usage.lm_calls - usage.lm_cache_hits == stats["lm_calls_through_slots"]
+    assert usage == LMUsage(4, 2, 40, 12)

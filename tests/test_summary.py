@@ -14,22 +14,30 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.mlflow_logging import TrialRecord
+from bibleqa.related import DEFAULT_RELATED_PASSAGES
+from sweeps.records import TrialRecord
 from sweeps.space import load_space
 from sweeps.summary import (
     BOOTSTRAP_RESAMPLES,
     certainty,
     plotted_study,
     question_scores,
-    rank_trials,
     searched_params,
     summary_markdown,
     trials_frame,
-    winner_key,
     write_plots,
 )
+from sweeps.trial_config import TrialConfig
+from sweeps.winner import rank_trials, winner_key
 
 METRIC = "theological_match_score"
+
+
+def trial_record(trial_id: str, run_id: str, run_name: str, config: dict, *args, **kwargs) -> TrialRecord:
+    """A record whose typed config is Ray's ``config`` parsed as the sweep parses it (LabeledFewShot when the
+    config names no optimizer)."""
+    return TrialRecord(trial_id, run_id, run_name, TrialConfig.from_ray({"optimizer": "LabeledFewShot", **config}),
+                       *args, **kwargs)  # fmt: skip
 
 
 def record(trial_id: str, scores: list[float], status: str = "FINISHED", **metrics: float) -> TrialRecord:
@@ -38,7 +46,7 @@ def record(trial_id: str, scores: list[float], status: str = "FINISHED", **metri
     writer.writeheader()
     writer.writerows({"id": f"q{i:03d}", METRIC: score} for i, score in enumerate(scores))
     mean = sum(scores) / len(scores) if scores else 0.0
-    return TrialRecord(
+    return trial_record(
         trial_id, f"run-{trial_id}", f"name-{trial_id}", {"optimizer": "LabeledFewShot", "max_labeled_demos": 1},
         status, {METRIC: mean, "accuracy": 0.5, "lm_calls": 10, **metrics},
         artifacts={"question_scores.csv": table.getvalue()},
@@ -66,26 +74,26 @@ def test_ties_break_by_accuracy_then_fewer_calls_then_trial_id():
 
 def test_trials_without_the_objective_or_not_finished_are_not_ranked():
     killed = record("k", [1.0, 1.0], status="KILLED")
-    no_metric = TrialRecord("n", "run-n", "name-n", {"optimizer": "LabeledFewShot"}, "FINISHED", {"accuracy": 1.0})
+    no_metric = trial_record("n", "run-n", "name-n", {"optimizer": "LabeledFewShot"}, "FINISHED", {"accuracy": 1.0})
     fine = record("f", [0.0, 0.0])
     assert [r.trial_id for r in rank_trials([killed, no_metric, fine], METRIC, "max")] == ["f"]
 
 
 def test_missing_accuracy_and_calls_rank_last_within_a_tie():
     # A trial that reported no accuracy counts as accuracy 0; no lm_calls counts as the most calls.
-    bare = TrialRecord("a", "r", "n", {}, "FINISHED", {METRIC: 0.5})
-    with_accuracy = TrialRecord("b", "r", "n", {}, "FINISHED", {METRIC: 0.5, "accuracy": 0.1})
-    with_calls = TrialRecord("c", "r", "n", {}, "FINISHED", {METRIC: 0.5, "lm_calls": 1e9})
+    bare = trial_record("a", "r", "n", {}, "FINISHED", {METRIC: 0.5})
+    with_accuracy = trial_record("b", "r", "n", {}, "FINISHED", {METRIC: 0.5, "accuracy": 0.1})
+    with_calls = trial_record("c", "r", "n", {}, "FINISHED", {METRIC: 0.5, "lm_calls": 1e9})
     assert [r.trial_id for r in rank_trials([bare, with_accuracy, with_calls], METRIC, "max")] == ["b", "c", "a"]
     assert winner_key({METRIC: 0.5}, "x", METRIC, "max") > winner_key({METRIC: 0.5, "lm_calls": 3}, "x", METRIC, "max")
 
 
 def test_question_scores_read_the_carried_table_and_skip_blank_cells():
     table = "id,theological_match_score,accuracy\nq1,0.25,1\nq2,,0\nq3,1.0,1\n"
-    carried = TrialRecord("t", "r", "n", {}, "FINISHED", {}, artifacts={"question_scores.csv": table})
+    carried = trial_record("t", "r", "n", {}, "FINISHED", {}, artifacts={"question_scores.csv": table})
     assert question_scores(carried, METRIC) == {"q1": 0.25, "q3": 1.0}
     assert question_scores(carried, "accuracy") == {"q1": 1.0, "q2": 0.0, "q3": 1.0}
-    assert question_scores(TrialRecord("t", "r", "n", {}), METRIC) == {}
+    assert question_scores(trial_record("t", "r", "n", {}), METRIC) == {}
 
 
 def test_a_winner_within_noise_is_not_crowned():
@@ -143,9 +151,9 @@ def test_noise_and_a_clear_win():
 
 
 def test_certainty_needs_scores_and_shared_questions():
-    assert certainty(TrialRecord("w", "r", "n", {}, "FINISHED", {METRIC: 1.0}), None, METRIC) is None
+    assert certainty(trial_record("w", "r", "n", {}, "FINISHED", {METRIC: 1.0}), None, METRIC) is None
     winner = record("w", [1, 1, 0])
-    other = TrialRecord("o", "r", "n", {}, "FINISHED", {METRIC: 1.0},
+    other = trial_record("o", "r", "n", {}, "FINISHED", {METRIC: 1.0},
                         artifacts={"question_scores.csv": f"id,{METRIC}\nx1,1\nx2,0\n"})  # fmt: skip
     sure = certainty(winner, other, METRIC)
     assert sure.difference_ci is None and sure.winner_mean == pytest.approx(2 / 3) and sure.n_questions == 3
@@ -192,7 +200,7 @@ def test_summary_lists_targets_and_top_five():
 
 def test_a_target_is_met_only_above_it():
     at_target = record("a", [0.7, 0.7], accuracy=0.9)
-    above = TrialRecord("b", "r", "n", {"optimizer": "LabeledFewShot"}, "FINISHED", {METRIC: 0.71, "accuracy": 0.8})
+    above = trial_record("b", "r", "n", {"optimizer": "LabeledFewShot"}, "FINISHED", {METRIC: 0.71, "accuracy": 0.8})
     for winner, met in ((at_target, {"theological_match_score": "no", "accuracy": "yes"}),
                         (above, {"theological_match_score": "yes", "accuracy": "no"})):  # fmt: skip
         text = summary_markdown(sweep_name="s", metric=METRIC, ranked=[winner], records=[winner], sure=None,
@@ -204,8 +212,8 @@ def test_a_target_is_met_only_above_it():
 
 def test_failed_trials_are_listed_with_their_error():
     ok = record("ok", [1.0])
-    failed = TrialRecord("bad", "run-bad", "n", {"optimizer": "BootstrapFewShot"}, "FAILED", error="HTTP 500")
-    killed = TrialRecord("cut", "run-cut", "n", {"optimizer": "LabeledFewShot"}, "KILLED", error="stopped")
+    failed = trial_record("bad", "run-bad", "n", {"optimizer": "BootstrapFewShot"}, "FAILED", error="HTTP 500")
+    killed = trial_record("cut", "run-cut", "n", {"optimizer": "LabeledFewShot"}, "KILLED", error="stopped")
     text = summary_markdown(sweep_name="s", metric=METRIC, ranked=[ok], records=[ok, failed, killed], sure=None,
                             test_metrics={}, notes=[])  # fmt: skip
     assert "3 trials: 1 finished, 2 failed." in text
@@ -218,14 +226,16 @@ def test_failed_trials_are_listed_with_their_error():
 def test_trials_frame_has_one_row_per_trial_named_as_everywhere():
     ok = record("a", [1.0, 0.0], lm_calls=7)
     ok.seconds, ok.attempts = 12.34, 2
-    rejected = TrialRecord("b", "run-b", "name-b", {"optimizer": "sgd", "x": 1}, "FAILED", error="bad optimizer")
-    frame = trials_frame([ok, rejected])
+    failed = trial_record("b", "run-b", "name-b", {"optimizer": "BootstrapFewShot", "max_rounds": 2}, "FAILED",
+                          error="HTTP 500")  # fmt: skip
+    frame = trials_frame([ok, failed])
     assert list(frame["trial_id"]) == ["a", "b"]
     first = frame.iloc[0]
     assert [first[name] for name in ("run_id", "run_name", "status", "attempts")] == ["run-a", "name-a", "FINISHED", 2]
     assert first["seconds"] == 12.3 and first["lm_calls"] == 7 and first[METRIC] == 0.5
     assert first["num_examples"] == first["train_size"] and first["error"] == ""
-    assert frame.iloc[1]["optimizer"] == "sgd" and frame.iloc[1]["x"] == 1 and frame.iloc[1]["error"] == "bad optimizer"
+    assert frame.iloc[1]["optimizer"] == "BootstrapFewShot" and frame.iloc[1]["max_rounds"] == 2
+    assert frame.iloc[1]["error"] == "HTTP 500" and math.isnan(frame.iloc[0]["max_rounds"])  # not LabeledFewShot's
 
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
@@ -252,9 +262,9 @@ def test_plots_are_written_for_finished_trials(tmp_path):
         config = {"optimizer": optimizer, "train_size": size, "retrieval_k": k, "seed": 7}
         config.update({"max_labeled_demos": demos} if optimizer == "LabeledFewShot" else
                       {"max_bootstrapped_demos": demos, "max_labeled_demos": 1, "max_rounds": 1})  # fmt: skip
-        records.append(TrialRecord(str(index), "r", "n", config, "FINISHED", {METRIC: index / 10}))
-    records.insert(0, TrialRecord("x", "r", "n", {"optimizer": "LabeledFewShot"}, "FAILED"))
-    records.insert(2, TrialRecord("y", "r", "n", {"optimizer": "LabeledFewShot", "train_size": 4}, "FINISHED", {}))
+        records.append(trial_record(str(index), "r", "n", config, "FINISHED", {METRIC: index / 10}))
+    records.insert(0, trial_record("x", "r", "n", {"optimizer": "LabeledFewShot"}, "FAILED"))
+    records.insert(2, trial_record("y", "r", "n", {"optimizer": "LabeledFewShot", "train_size": 4}, "FINISHED", {}))
     written = write_plots(records, space, tmp_path)
     names = {path.name for path in written}
     assert names == {"optimization_history.png", "param_importances.png", "parallel_coordinates.png"}
@@ -264,21 +274,23 @@ def test_plots_are_written_for_finished_trials(tmp_path):
     study = plotted_study(records, space)  # what the plots drew: the four finished trials with the objective
     assert [trial.value for trial in study.trials] == [0.0, 0.1, 0.2, 0.3]
     assert study.direction.name == "MAXIMIZE"
+    # related_passages is searched too: a trial whose config left it out ran with the default.
     assert study.trials[2].params == {"optimizer": "BootstrapFewShot", "max_bootstrapped_demos": 2,
-                                      "max_labeled_demos": 1, "train_size": 4, "retrieval_k": 2}  # fmt: skip
+                                      "max_labeled_demos": 1, "train_size": 4, "retrieval_k": 2,
+                                      "related_passages": DEFAULT_RELATED_PASSAGES}  # fmt: skip
     assert plotted_study(records, replace(space, mode="min")).direction.name == "MINIMIZE"
 
 
 def test_the_whole_summary_as_a_person_reads_it():
-    winner = TrialRecord(
+    winner = trial_record(
         "w1", "run-w1", "name-w1",
         {"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "train_size": 8, "retrieval_k": 1, "seed": 3},
         "FINISHED",
         {METRIC: 0.75, "accuracy": 0.5, "key_term_accuracy": 0.9, "cross_reference_recall": 0.25, "lm_calls": 12},
     )  # fmt: skip
     # A runner-up that reported neither accuracy nor lm_calls: "nan" and 0 in its row.
-    runner_up = TrialRecord("r2", "run-r2", "name-r2", {"optimizer": "BootstrapFewShot"}, "FINISHED", {METRIC: 0.5})
-    failed = TrialRecord("f3", "run-f3", "name-f3", {"optimizer": "MIPROv2"}, "FAILED", error="HTTP 500")
+    runner_up = trial_record("r2", "run-r2", "name-r2", {"optimizer": "BootstrapFewShot"}, "FINISHED", {METRIC: 0.5})
+    failed = trial_record("f3", "run-f3", "name-f3", {"optimizer": "MIPROv2"}, "FAILED", error="HTTP 500")
     text = summary_markdown(
         sweep_name="sweep_demo_20260101_000000",
         metric=METRIC,

@@ -20,11 +20,12 @@ import mlflow
 import pytest
 
 from bibleqa.dataset import load_dataset
+from bibleqa.dspy_lm import lm_context
 from bibleqa.evaluate import evaluate
-from bibleqa.lm import LMSettings, lm_context
+from bibleqa.lm import LMSettings
 from bibleqa.metrics import TRACKED_METRICS
+from sweeps import run_sweep
 from sweeps.pick import pick_run, program_from_params
-from sweeps.run import SweepOptions, run_sweep
 from sweeps.trial import REPORTED_METRICS
 from tests.fakes import CountingProxy
 from tests.helpers import SEED_COMPARISON, small_data
@@ -61,6 +62,7 @@ class Sweep:
     proxy: CountingProxy
     directory: Path
     dataset: Any
+    posts_after_sweep: int
 
     def __iter__(self):  # summary, lines, settings, uri
         return iter((self.summary, self.lines, self.settings, self.uri))
@@ -74,26 +76,28 @@ def sweep(local_lm, mlflow_server, tmp_path_factory):
     space = directory / "e2e.yaml"
     space.write_text(SPACE)
     proxy = CountingProxy(local_lm.base_url)
-    settings = LMSettings(lm_base=proxy.base_url, lm_model=local_lm.model, model_format="completion")
+    settings = LMSettings(lm_base=proxy.base_url, lm_model=local_lm.model, model_format="completion",
+                          server="bundled", slots=1, n_ctx=local_lm.n_ctx)  # fmt: skip
     lines: list[str] = []
     data = small_data(directory, train=24, dev=8, test=4)
-    options = SweepOptions(
-        str(space),
-        trials=6,
-        search="tpe",
-        n_startup_trials=3,
-        data=str(data),
-        tracking_uri=mlflow_server,
-        storage=str(directory / "results"),
-        register="bibleqa-e2e",
-    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LM_STUDIO_API_KEY", PLANTED_KEY)
         patch.setenv("DSPY_CACHEDIR", str(directory / "trials_dspy_cache"))  # the Ray workers' cache
         dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(directory / "driver_dspy_cache"))
-        summary = run_sweep(options, settings, lm_studio=False, n_ctx=local_lm.n_ctx, echo=lines.append)
+        summary = run_sweep(
+            str(space),
+            lm=settings,
+            trials=6,
+            search="tpe",
+            n_startup_trials=3,
+            data=str(data),
+            tracking_uri=mlflow_server,
+            storage=str(directory / "results"),
+            register="bibleqa-e2e",
+            echo=lines.append,
+        )
     (directory / "summary.json").write_text(json.dumps(summary.as_json()))
-    yield Sweep(summary, lines, settings, mlflow_server, proxy, directory, load_dataset(data))
+    yield Sweep(summary, lines, settings, mlflow_server, proxy, directory, load_dataset(data), proxy.posts)
     proxy.close()
 
 
@@ -206,11 +210,15 @@ def test_the_test_metrics_are_the_winners_scores_on_the_test_split(sweep):
 def test_lm_calls_in_flight_never_exceed_the_slot_and_every_trial_call_takes_it(sweep):
     children = children_of(sweep.uri, sweep.summary)
     trial_calls = sum(child.data.metrics["lm_calls"] for child in children)
+    # A cache hit sends nothing and holds no slot: what went out is lm_calls - lm_cache_hits.
+    sent = sum(child.data.metrics["lm_calls"] - child.data.metrics["lm_cache_hits"] for child in children)
     slot_stats = sweep.summary.slot_stats
     assert trial_calls > 0 and sweep.proxy.posts > 0
     assert sweep.proxy.max_in_flight == 1  # the server's side: one call at a time, as the one slot allows
     assert slot_stats["lm_slots"] == 1 and slot_stats["max_lm_calls_in_flight"] == 1
-    assert slot_stats["lm_calls_through_slots"] == trial_calls  # every call of every trial took the slot
+    assert slot_stats["lm_calls_through_slots"] == sent  # every request of every trial took the slot
+    # The server's own count: the trials' requests, then the winner's test questions (a fresh driver cache).
+    assert sweep.posts_after_sweep == sent + len(sweep.dataset.test)
 
 
 def test_the_winners_model_is_the_winners_program(sweep):

@@ -1,7 +1,7 @@
 """Sweeps against a FAKE LM server, on real Ray and a real local MLflow store: the guarantees that need no
 real LM, and the faults a real LM cannot be made to show.
 
-- LM calls in flight never exceed ``--concurrency``, as the server itself counts them, and every call of
+- LM calls in flight never exceed ``--concurrency``, as the server itself counts them, and every request of
   every trial takes a slot;
 - trials never see a test question; the winner is scored on test once, after them;
 - the API key goes out as the Authorization header and into no file;
@@ -26,7 +26,7 @@ import pytest
 
 from bibleqa.dataset import load_dataset
 from bibleqa.lm import LMSettings
-from sweeps.run import SweepOptions, run_sweep
+from sweeps import run_sweep
 from sweeps.search import make_searcher
 from sweeps.space import load_space
 from tests.fakes import ScriptedLMServer, completion_body, prompt_of
@@ -106,10 +106,11 @@ def test_one_more_trial_than_slots_runs_at_a_time(fake_sweep):
 def test_lm_calls_in_flight_never_exceed_the_concurrency_and_every_call_takes_a_slot(fake_sweep):
     summary, children, fake, *_ = fake_sweep
     trial_calls = sum(child.data.metrics["lm_calls"] for child in children)
+    sent = sum(child.data.metrics["lm_calls"] - child.data.metrics["lm_cache_hits"] for child in children)
     n_test = len(load_dataset(fake_sweep[6]).test)
-    assert trial_calls > 0
+    assert trial_calls > 0 and sent == trial_calls  # --no-cache: no call was a cache hit
     assert 1 <= fake.max_in_flight <= 2  # the server's own count: never more than --concurrency 2
-    assert summary["slot_stats"]["lm_calls_through_slots"] == trial_calls  # every trial's call took a slot
+    assert summary["slot_stats"]["lm_calls_through_slots"] == sent  # every request of a trial took a slot
     # With no cache, the server saw every call: the trials' (all through slots) and the winner's test scoring.
     assert len(fake.requests) == trial_calls + n_test
     assert summary["slot_stats"]["max_lm_calls_in_flight"] == fake.max_in_flight
@@ -167,23 +168,26 @@ def fake_lm(fake_lm_server):
     return start
 
 
-def options_for(tmp_path: Path, space: str, **overrides) -> SweepOptions:
+def options_for(tmp_path: Path, space: str, **overrides) -> tuple[str, dict]:
+    """The space file and ``run_sweep``'s keywords for a sweep in ``tmp_path``."""
     path = tmp_path / "space.yaml"
     path.write_text(space)
     defaults = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage": str(tmp_path / "results")}
     if "data" not in overrides:
         defaults["data"] = str(small_data(tmp_path, train=6, dev=2, test=1))
-    return SweepOptions(str(path), **{**defaults, **overrides})
+    return str(path), {**defaults, **overrides}
 
 
 def test_failed_trials_are_failed_runs_kept_across_retries(fake_lm, tmp_path):
     fake = fake_lm([(500, {"error": "the FAKE server always fails"})])
     space = "optimizers:\n  BootstrapFewShot:\n    max_bootstrapped_demos: 1\ntrain_size: 4\nretrieval_k: 0\n"
-    options = options_for(tmp_path, space, trials=2, max_failures=1)
-    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0)
-    summary = run_sweep(options, settings, lm_studio=True, n_ctx=4096)
+    path, options = options_for(tmp_path, space, trials=2, max_failures=1)
+    settings = LMSettings(
+        lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0, n_ctx=4096
+    )
+    summary = run_sweep(path, lm=settings, **options)
     assert summary.n_trials == 2 and summary.n_failed == 2 and summary.best_run_id is None
-    children = children_of(options.tracking_uri, summary.experiment_id, summary.parent_run_id)
+    children = children_of(options["tracking_uri"], summary.experiment_id, summary.parent_run_id)
     assert len(children) == 2
     for child in children:
         assert child.info.status == "FAILED"
@@ -191,10 +195,10 @@ def test_failed_trials_are_failed_runs_kept_across_retries(fake_lm, tmp_path):
         assert "HTTP 500" in child.data.tags["last_error"]
         assert "the FAKE server always fails" in child.data.tags["last_error"]
     # Each attempt asks every dev question once: 2 trials x 2 attempts x 2 dev questions.
-    dev = [item.question for item in load_dataset(options.data).dev]
+    dev = [item.question for item in load_dataset(options["data"]).dev]
     asked = [prompt_of(request) for request in fake.requests]
     assert sum(prompt.endswith(f"Question: {q}\nAnswer:") for prompt in asked for q in dev) == 2 * 2 * 2
-    parent = mlflow.MlflowClient(options.tracking_uri).get_run(summary.parent_run_id)
+    parent = mlflow.MlflowClient(options["tracking_uri"]).get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 2
     assert "No trial finished" in Path(summary.sweep_dir, "summary.md").read_text()
 
@@ -202,15 +206,17 @@ def test_failed_trials_are_failed_runs_kept_across_retries(fake_lm, tmp_path):
 def test_the_time_budget_ends_open_runs_killed(fake_lm, tmp_path):
     fake = fake_lm(latency=4.0)  # 6 dev questions at 4 s: a trial takes 24 s or more, past the 20 s budget
     space = "optimizers:\n  LabeledFewShot:\n    max_labeled_demos: 1\ntrain_size: 2\nretrieval_k: 0\n"
-    options = options_for(tmp_path, space, trials=2, time_budget=20.0, data=str(small_data(tmp_path, dev=6)))
-    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", cache=False)
-    summary = run_sweep(options, settings, lm_studio=True, n_ctx=4096)
-    children = children_of(options.tracking_uri, summary.experiment_id, summary.parent_run_id)
+    path, options = options_for(tmp_path, space, trials=2, time_budget=20.0, data=str(small_data(tmp_path, dev=6)))
+    settings = LMSettings(
+        lm_base=fake.base_url, lm_model="fake-model", model_format="completion", cache=False, n_ctx=4096
+    )
+    summary = run_sweep(path, lm=settings, **options)
+    children = children_of(options["tracking_uri"], summary.experiment_id, summary.parent_run_id)
     assert fake.requests  # a trial was under way when the budget ran out
     assert children and {child.info.status for child in children} == {"KILLED"}
     for child in children:
         assert child.data.tags["last_error"] == "stopped by the sweep before it finished"
-    parent = mlflow.MlflowClient(options.tracking_uri).get_run(summary.parent_run_id)
+    parent = mlflow.MlflowClient(options["tracking_uri"]).get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == len(children)
 
 
@@ -221,17 +227,17 @@ def test_a_crash_leaves_the_parent_failed_with_its_error(fake_lm, tmp_path, monk
     monkeypatch.setattr("sweeps.finalize.score_on_test", crash)  # a FAKE fault, after the trials finished
     fake = fake_lm()
     space = "optimizers:\n  LabeledFewShot:\n    max_labeled_demos: 1\ntrain_size: 2\nretrieval_k: 0\n"
-    options = options_for(tmp_path, space, trials=1)
-    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion")
+    path, options = options_for(tmp_path, space, trials=1)
+    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", n_ctx=4096)
     with pytest.raises(RuntimeError, match="injected crash"):
-        run_sweep(options, settings, lm_studio=True, n_ctx=4096)
-    client = mlflow.MlflowClient(options.tracking_uri)
+        run_sweep(path, lm=settings, **options)
+    client = mlflow.MlflowClient(options["tracking_uri"])
     [parent] = client.search_runs(
         [client.get_experiment_by_name("dspy_bible_qa").experiment_id], filter_string="tags.run_type = 'sweep'"
     )
     assert parent.info.status == "FAILED"
     assert parent.data.tags["error"] == "RuntimeError: injected crash while scoring the winner on test"
-    [child] = children_of(options.tracking_uri, parent.info.experiment_id, parent.info.run_id)
+    [child] = children_of(options["tracking_uri"], parent.info.experiment_id, parent.info.run_id)
     assert child.info.status == "FINISHED"  # the trial itself had finished
 
 

@@ -9,8 +9,9 @@ import dspy
 import mlflow
 import pytest
 
+from bibleqa.dspy_lm import build_lm
 from bibleqa.errors import TrackingError
-from bibleqa.lm import LMSettings, build_lm
+from bibleqa.lm import LMSettings
 from bibleqa.local_lm import free_port
 from bibleqa.program import build_program
 from bibleqa.tracking import (

@@ -28,10 +28,9 @@ CONFIG = TrainConfig(optimizer="LabeledFewShot", train_size=4, max_labeled_demos
 @pytest.mark.lm
 @pytest.mark.slow
 def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, monkeypatch):
-    settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion")
-    result = run_training(
-        CONFIG, settings, data=str(small_data(tmp_path)), tracking_uri=mlflow_server, lm_studio=False, n_ctx=4096
-    )
+    settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion",
+                          server="bundled", slots=1, n_ctx=local_lm.n_ctx)  # fmt: skip
+    result = run_training(CONFIG, settings, data=str(small_data(tmp_path)), tracking_uri=mlflow_server)
     run = mlflow.MlflowClient(mlflow_server).get_run(result.run_id)
 
     assert re.fullmatch(r"bible_qa_model_\d{8}_\d{6}", run.info.run_name)
@@ -48,7 +47,7 @@ def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, m
     assert params["retrieval_k"] == "1" and params["max_labeled_demos"] == "2"
     assert params["lm_studio"] == "false"
     for name in ("data_sha256", "git_commit", "dspy_version", "mlflow_version", "llama_cpp_python_version",
-                 "n_ctx", "temperature", "cache"):  # fmt: skip
+                 "n_ctx", "temperature", "cache", "litellm_version"):  # fmt: skip
         assert name in params, name
     for name in TRACKED_METRICS:
         assert 0.0 <= run.data.metrics[name] <= 1.0
@@ -66,7 +65,7 @@ def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, m
     mlflow.set_tracking_uri(mlflow_server)
     loaded = mlflow.dspy.load_model(result.model_uri)
     mlflow.clear_active_model()  # load_model makes it MLflow's "active model", which later metrics would join
-    from bibleqa.lm import build_adapter, build_lm
+    from bibleqa.dspy_lm import build_adapter, build_lm
 
     with dspy.context(lm=build_lm(settings), adapter=build_adapter("completion")):
         answer = loaded(question="Who built the ark?")
@@ -90,8 +89,9 @@ def test_no_file_the_run_writes_holds_the_api_key(local_lm, tmp_path, monkeypatc
     monkeypatch.setenv("LM_STUDIO_API_KEY", planted)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion")
-    result = run_training(CONFIG, settings, data=str(small_data(tmp_path)), lm_studio=False)
+    settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion",
+                          server="bundled", slots=1)  # fmt: skip
+    result = run_training(CONFIG, settings, data=str(small_data(tmp_path)))
 
     assert result.tracking_uri == "sqlite:///mlflow.db"  # MLflow's own default, in the working directory
     written = [path for path in tmp_path.rglob("*") if path.is_file()]
