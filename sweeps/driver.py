@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -112,13 +113,17 @@ def run_sweep(
 
 
 def _run(plan: SweepPlan, echo: Callable[[str], None]) -> SweepResult:
-    experiment_id = ensure_experiment(plan.tracking_uri, plan.options.experiment)
     name = sweep_name(plan.space.name)
     folder = create_sweep_folder(plan, name)
-    for note in plan.notes:
-        echo(f"note: {note}")
-    client = mlflow.MlflowClient(plan.tracking_uri)
-    with sweep_log(folder / "sweep.log") as log_handler:
+    with sweep_log(folder / "sweep.log") as log_handler:  # MLflow's first lines (a new store's tables) too
+        try:
+            experiment_id = ensure_experiment(plan.tracking_uri, plan.options.experiment)
+        except BaseException:
+            shutil.rmtree(folder)  # nothing has started: leave nothing behind
+            raise
+        for note in plan.notes:
+            echo(f"note: {note}")
+        client = mlflow.MlflowClient(plan.tracking_uri)
         run = client.create_run(experiment_id, run_name=name, tags={"run_type": "sweep", "sweep_dir": str(folder)})
         parent = ParentRun(experiment_id, run.info.run_id, name, folder)
         try:  # from here on, whatever stops the sweep leaves the parent run with a final status
