@@ -7,5 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check bibleqa sweeps tests scripts
+.venv/bin/ruff check bibleqa sweeps tests scripts bench examples
+.venv/bin/ruff format --check bibleqa sweeps tests scripts bench examples
 .venv/bin/python -m pytest "$@"
