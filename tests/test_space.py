@@ -131,3 +131,37 @@ def test_related_passages_is_a_program_knob_from_0_to_20(tmp_path):
     assert problems_of(tmp_path, optimizers + "related_passages: {float: [0.5, 5.5]}\n") == [
         f"{where}: a float range is not allowed; allowed: integers from 0 to 20"
     ]
+
+
+def test_a_mapping_goes_through_the_same_validator_as_a_file(tmp_path):
+    import yaml
+
+    text = ("optimizers:\n  LabeledFewShot:\n    max_labeled_demos: {int: [3, 1]}\n  Adam: {}\n"
+            "retrieval_k: -1\ncolour: red\n")  # fmt: skip
+    from_file = problems_of(tmp_path, text)
+    with pytest.raises(SpaceError) as raised:
+        load_space(yaml.safe_load(text))
+    where = str(tmp_path / "space.yaml")
+    assert raised.value.problems == [problem.replace(where, "<mapping space>") for problem in from_file]
+    assert len(from_file) == 4
+
+
+def test_a_mapping_may_carry_its_name_and_is_kept_as_yaml(tmp_path):
+    import yaml
+
+    mapping = {"name": "demos", "optimizers": {"LabeledFewShot": {"max_labeled_demos": {"int": [1, 8]}}},
+               "retrieval_k": {"choice": [0, 3]}}  # fmt: skip
+    space = load_space(mapping)
+    assert (space.name, space.path) == ("demos", None)
+    assert yaml.safe_load(space.text) == mapping  # what the sweep folder's space.yaml holds
+    assert load_space(mapping).sha256 == space.sha256 != load_space({**mapping, "seed": 3}).sha256
+    path = tmp_path / "named.yaml"
+    path.write_text(space.text)
+    assert load_space(path).name == "demos"  # a file may carry a name too; else its stem
+    assert load_space(tmp_path.joinpath("plain.yaml").write_text("optimizers: {LabeledFewShot: {}}\n") and
+                      tmp_path / "plain.yaml").name == "plain"  # fmt: skip
+    with pytest.raises(SpaceError) as raised:
+        load_space({**mapping, "name": "../../etc"})
+    assert raised.value.problems == [
+        "<mapping ../../etc>: name: '../../etc' is not allowed; allowed: letters, digits, '_', '.', '-' (at most 64)"
+    ]

@@ -61,6 +61,15 @@ def test_a_failed_call_counts_as_a_call_that_reached_the_server(fake_lm_server):
     assert meter_of(lm).usage == LMUsage(lm_calls=2, lm_cache_hits=0, prompt_tokens=10, completion_tokens=3)
 
 
+def test_a_call_that_fails_before_any_request_is_a_call_and_no_cache_hit(fake_lm_server):
+    fake = fake_lm_server([(200, ANSWER)])
+    lm = build_lm(settings_for(fake))
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        lm("Who built the ark?", n=0)  # DSPy refuses it before its cache and before the engine
+    assert fake.requests == []
+    assert meter_of(lm).usage == LMUsage(lm_calls=1, lm_cache_hits=0, prompt_tokens=0, completion_tokens=0)
+
+
 def test_a_retried_call_is_one_call_and_more_than_one_request(fake_lm_server):
     fake = fake_lm_server([(503, {"error": "busy"}), (200, ANSWER)])
     lm = build_lm(settings_for(fake, retries=1))
