@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from bench.fixed_latency_lm import FixedLatencyLM
 from bibleqa.local_lm import free_port
 from sweeps.estimate import PROBE_CALLS
 from tests.fakes import SilentServer, completion_body
@@ -208,3 +210,23 @@ def test_dry_run_writes_nothing_to_an_mlflow_server(mlflow_server, fake_lm_serve
     assert client.get_experiment_by_name(experiment) is None
     assert len(client.search_experiments()) == experiments_before and runs_on_server() == runs_before
     assert list(workdir.iterdir()) == [] and list(ray_temp_dir.iterdir()) == []
+
+
+def test_a_dry_run_prints_what_it_measured_and_no_library_line(tmp_path, workdir):
+    fake = FixedLatencyLM(0.05, slots=1).start()  # a FAKE LM that answers the chat format too
+    space = tmp_path / "chat.yaml"
+    space.write_text("optimizers:\n  LabeledFewShot:\n    max_labeled_demos: 2\nretrieval_k: 1\n")  # chat: LM Studio's
+    try:
+        result, _ = sweep("run", str(space), "--dry-run", "--lm-base", fake.base_url, "--tracking-uri",
+                          f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=workdir)  # fmt: skip
+    finally:
+        fake.stop()
+    assert result.returncode == 0, result.stderr
+    assert len(fake.busy_intervals) == PROBE_CALLS + 1
+    measured = [line for line in result.stdout.splitlines() if line.startswith("  measured: ")]
+    assert measured == [f"  measured: {PROBE_CALLS} calls of the program after a warm-up call, uncached: median "
+                        + measured[0].split("median ")[1]]  # fmt: skip
+    # The console shows the estimate and our own log lines (time, level, logger name), nothing of the libraries'.
+    assert [line for line in result.stdout.splitlines() if not line.startswith(("dry run: ", "  "))] == []
+    foreign = [line for line in result.stderr.splitlines() if not re.match(r"\S+ \S+ [A-Z]+ (bibleqa|sweeps)\.", line)]
+    assert foreign == []
