@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import mlflow
+
 import sweeps
 from bibleqa.dataset import write_subset
 from bibleqa.dspy_lm import lm_context
@@ -54,6 +56,13 @@ def check_result(result: sweeps.SweepResult, trials: int) -> None:
     with open(Path(result.sweep_dir) / "trials.csv", newline="", encoding="utf-8") as handle:
         columns = next(csv.reader(handle))
     check(list(frame.columns) == columns and len(frame) == trials, "trials_dataframe() is trials.csv's table")
+    check(columns[:6] == ["trial_id", "run_id", "run_name", "status", "attempts", "seconds"] and columns[-1] == "error",
+          "ids and status first, the error last")  # fmt: skip
+    check(set(result.best_config) | set(TRACKED_METRICS) <= set(columns), "a column per param and metric")
+    children = mlflow.MlflowClient(result.tracking_uri).search_runs(
+        [result.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'"
+    )
+    check(set(frame["run_id"]) == {run.info.run_id for run in children}, "one row per child run in MLflow")
     winner = frame[frame["run_id"] == result.best_run_id].iloc[0]
     check(math.isclose(winner["theological_match_score"], result.best_metrics["theological_match_score"]),
           "the winner's row holds its metrics")  # fmt: skip

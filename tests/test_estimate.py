@@ -27,7 +27,7 @@ SPACE = {
     "name": "estimate",
     "optimizers": {"LabeledFewShot": {"max_labeled_demos": {"int": [1, 3]}}},  # no compile call: exact counts
     "train_size": 4,
-    "retrieval_k": 0,
+    "retrieval_k": 1,  # the first call builds the retrieval index: a cold call is slower than the rest
     "related_passages": 0,
     "model_format": "completion",
 }
