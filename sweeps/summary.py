@@ -195,7 +195,7 @@ def summary_markdown(
 def write_plots(records: list[TrialRecord], space: SearchSpace, directory: Path) -> list[Path]:
     """Optimization history, parameter importances and parallel coordinates as PNGs (skipped, with a log
     line, when there are too few finished trials for one).  The warnings Optuna gives while it draws
-    (experimental plots, importances from few trials) go to the log."""
+    (experimental plots, importances from few trials) go to the debug log, not the console."""
     study = plotted_study(records, space)
     written = []
     plots = {
@@ -209,7 +209,7 @@ def write_plots(records: list[TrialRecord], space: SearchSpace, directory: Path)
                 warnings.simplefilter("always")
                 axes = plot(study)
             for warning in caught:
-                logger.info("%s: %s", filename, warning.message)
+                logger.debug("%s: %s", filename, warning.message)
             figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
             figure.set_size_inches(10, 6)
             figure.tight_layout()

@@ -275,3 +275,40 @@ def test_ctrl_c_exits_130_and_ends_every_run(fake_lm, tmp_path):
         if child.info.status != "FINISHED":
             assert child.data.tags["last_error"]
     assert any(child.info.status == "KILLED" for child in children)  # the one under way when Ctrl-C came
+
+
+def test_ctrl_c_in_a_script_stops_the_trials_and_the_sweep_sums_up(fake_lm, tmp_path):
+    """``run_sweep`` installs no signal handler: Tune's own turns Ctrl-C into a stop, the open runs end KILLED
+    (or FAILED, when the trial itself was interrupted), and the sweep returns its result (the README's promise
+    for scripts; the command instead exits 130, above)."""
+    fake = fake_lm(latency=1.0)
+    path, options = options_for(tmp_path, "optimizers:\n  LabeledFewShot:\n    max_labeled_demos: {int: [1, 3]}\n"
+                                "train_size: 2\nretrieval_k: 0\nmodel_format: completion\n",
+                                trials=4, data=str(small_data(tmp_path, dev=20)))  # fmt: skip
+    script = (
+        "import sweeps\n"
+        f"lm = sweeps.lm_studio('fake-model', {fake.base_url!r}, model_format='completion', cache=False, slots=1)\n"
+        f"result = sweeps.run_sweep({path!r}, lm=lm, **{options!r})\n"
+        "print('returned', result.n_trials, result.parent_run_id)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while len(fake.requests) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert len(fake.requests) >= 2, "no trial reached the LM"
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 0, stderr[-3000:]
+    [returned] = [line for line in stdout.splitlines() if line.startswith("returned ")]
+    parent_id = returned.split()[2]
+    client = mlflow.MlflowClient(options["tracking_uri"])
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    children = children_of(options["tracking_uri"], parent.info.experiment_id, parent_id)
+    assert children and int(returned.split()[1]) == len(children) < 4  # stopped before every trial ran
+    for child in children:
+        assert child.info.status in ("FINISHED", "FAILED", "KILLED")
+        if child.info.status != "FINISHED":
+            assert child.data.tags["last_error"]
+    assert any(child.info.status != "FINISHED" for child in children)  # the one under way when Ctrl-C came
