@@ -214,11 +214,6 @@ class BootstrapMetric:
         return score if trace is None else score >= self.threshold
 
 
-def score_all(example: Any, pred: Any) -> dict[str, float]:
-    """Every metric in ``METRICS`` for one question."""
-    return {name: metric(example, pred) for name, metric in METRICS.items()}
-
-
 def _field(pred: Any, name: str) -> Any:
     if pred is None:
         return None

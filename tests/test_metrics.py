@@ -13,6 +13,7 @@ from bibleqa.metrics import (
     composite_score,
     cross_reference_precision,
     cross_reference_recall,
+    dropped_references,
     key_term_accuracy,
     theological_match_score,
 )
@@ -128,6 +129,19 @@ def test_a_whole_chapter_or_book_buys_no_recall():
     assert cross_reference_recall(NOAH, pred("Noah", ["Genesis", "Hebrews"])) == 0.0
 
 
+def test_an_item_without_cross_references_earns_no_recall():
+    bare = dspy.Example(question="Who built the ark?", answer="Noah", aliases=[], cross_references=[])
+    assert cross_reference_recall(bare, pred("Noah", ["Genesis 7:23"])) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(1, 1), (3, 3), (0, 0), (-2, 0), ("3", 0), (True, 0), (None, 0), (2.0, 0)]
+)
+def test_dropped_references_are_read_as_a_positive_count_only(value, expected):
+    assert dropped_references(dspy.Prediction(answer="Noah", dropped_references=value)) == expected
+    assert dropped_references(dspy.Prediction(answer="Noah")) == 0
+
+
 def test_cross_reference_precision_counts_every_returned_verse():
     assert cross_reference_precision(NOAH, pred("Noah", ["Genesis 7:23", "John 3:16"])) == 0.5
     wide = cross_reference_precision(NOAH, pred("Noah", ["Genesis 7:23", "Hebrews 11"]))
@@ -149,8 +163,10 @@ def test_bootstrap_metric_applies_its_threshold_only_while_bootstrapping():
 
 
 def test_bootstrap_metric_rejects_bad_settings():
-    with pytest.raises(ValueError, match="bootstrap_metric"):
+    with pytest.raises(ValueError, match="'precision_at_k' is not one of accuracy, theological_match_score, "):
         BootstrapMetric("precision_at_k", 0.5)
+    assert BootstrapMetric("accuracy", 0.0).threshold == 0.0  # both ends of [0, 1] are allowed
+    assert BootstrapMetric("accuracy", 1.0).threshold == 1.0
     with pytest.raises(ValueError, match="bootstrap_threshold"):
         BootstrapMetric("accuracy", 1.5)
 
