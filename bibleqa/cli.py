@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve_lm(args: argparse.Namespace) -> int:
-    return serve_forever(args.host, args.port, args.n_ctx)
+    serve_forever(args.host, args.port, args.n_ctx)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 
@@ -147,17 +147,18 @@ def bundled_lm(
         yield replace(settings, lm_base=server.base_url, lm_model=server.model)
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 1234, n_ctx: int = DEFAULT_N_CTX) -> int:
-    """Run the bundled server in the foreground until interrupted; return its exit code."""
+def serve_forever(host: str = "127.0.0.1", port: int = 1234, n_ctx: int = DEFAULT_N_CTX) -> NoReturn:
+    """Become the bundled server, in the foreground: this process is replaced by llama.cpp's, so a signal
+    sent to it (Ctrl-C, or ``kill``'s SIGTERM) stops the server itself and leaves nothing behind.  A wrapper
+    process would die of SIGTERM and leave its child serving."""
     require_local_lm_extra()
     if _port_in_use(host, port):
         raise LMUnavailableError(f"{host}:{port} is already in use: stop what listens there, or pass --port")
-    process = subprocess.Popen(server_command(host, port, n_ctx))
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        stop_process(process)
-        return 0
+    command = server_command(host, port, n_ctx)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
 
 
 def stop_process(process: subprocess.Popen, grace_s: float = 10.0) -> None:

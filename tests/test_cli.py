@@ -6,10 +6,12 @@ from process start: interpreter start-up on two busy cores is not what the bound
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 
 from bench.fixed_latency_lm import FixedLatencyLM
 from bibleqa.local_lm import free_port
@@ -230,3 +233,37 @@ def test_a_dry_run_prints_what_it_measured_and_no_library_line(tmp_path, workdir
     assert [line for line in result.stdout.splitlines() if not line.startswith(("dry run: ", "  "))] == []
     foreign = [line for line in result.stderr.splitlines() if not re.match(r"\S+ \S+ [A-Z]+ (bibleqa|sweeps)\.", line)]
     assert foreign == []
+
+
+@pytest.mark.lm
+@pytest.mark.slow
+def test_serve_lm_stops_its_server_on_sigterm(tmp_path):
+    """``kill`` (SIGTERM) of ``bibleqa serve-lm`` stops the server that answers on its port: nothing is left
+    serving, as it was when a wrapper process died of SIGTERM and left llama.cpp's child running."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bibleqa.cli", "serve-lm", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not port_answers(port) and time.monotonic() < deadline:
+            assert process.poll() is None, "serve-lm exited before it served"
+            time.sleep(0.5)
+        assert port_answers(port), "serve-lm did not serve within 120 s"
+        process.send_signal(signal.SIGTERM)  # to the one process we started, as `kill PID` would
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while port_answers(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not port_answers(port), f"port {port} still serves after serve-lm was killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the whole session, stray children included
+
+
+def port_answers(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).ok
+    except requests.RequestException:
+        return False
