@@ -252,14 +252,9 @@ def test_ctrl_c_exits_130_and_ends_every_run(fake_lm, tmp_path):
         "--lm-base", fake.base_url, "--no-cache", "--data", str(small_data(tmp_path, dev=20)),
         "--tracking-uri", uri, "--storage", str(tmp_path / "results"),
     ]  # fmt: skip
-    # As a terminal does: Ctrl-C reaches the whole foreground process group.
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 240
-    while len(fake.requests) < 2 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert len(fake.requests) >= 2, "no trial reached the LM"
-    os.killpg(process.pid, signal.SIGINT)
+    ctrl_c_once_the_lm_is_called(process, fake)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "bibleqa-sweep: interrupted"
@@ -270,10 +265,7 @@ def test_ctrl_c_exits_130_and_ends_every_run(fake_lm, tmp_path):
     assert parent.info.status == "KILLED" and parent.data.tags["error"].startswith("KeyboardInterrupt")
     children = children_of(uri, experiment_id, parent.info.run_id)
     assert children
-    for child in children:
-        assert child.info.status in ("FINISHED", "FAILED", "KILLED")
-        if child.info.status != "FINISHED":
-            assert child.data.tags["last_error"]
+    assert_every_run_ended(children)
     assert any(child.info.status == "KILLED" for child in children)  # the one under way when Ctrl-C came
 
 
@@ -293,11 +285,7 @@ def test_ctrl_c_in_a_script_stops_the_trials_and_the_sweep_sums_up(fake_lm, tmp_
     )
     process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 240
-    while len(fake.requests) < 2 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert len(fake.requests) >= 2, "no trial reached the LM"
-    os.killpg(process.pid, signal.SIGINT)
+    ctrl_c_once_the_lm_is_called(process, fake)
     stdout, stderr = process.communicate(timeout=180)
     assert process.returncode == 0, stderr[-3000:]
     [returned] = [line for line in stdout.splitlines() if line.startswith("returned ")]
@@ -307,8 +295,22 @@ def test_ctrl_c_in_a_script_stops_the_trials_and_the_sweep_sums_up(fake_lm, tmp_
     assert parent.info.status == "FINISHED"
     children = children_of(options["tracking_uri"], parent.info.experiment_id, parent_id)
     assert children and int(returned.split()[1]) == len(children) < 4  # stopped before every trial ran
+    assert_every_run_ended(children)
+    assert any(child.info.status != "FINISHED" for child in children)  # the one under way when Ctrl-C came
+
+
+def ctrl_c_once_the_lm_is_called(process: subprocess.Popen, fake) -> None:
+    """Ctrl-C, as a terminal sends it to the whole foreground process group, once a trial has reached the LM."""
+    deadline = time.monotonic() + 240
+    while len(fake.requests) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert len(fake.requests) >= 2, "no trial reached the LM"
+    os.killpg(process.pid, signal.SIGINT)
+
+
+def assert_every_run_ended(children: list) -> None:
+    """Every trial run has a final status, and each that did not finish says why."""
     for child in children:
         assert child.info.status in ("FINISHED", "FAILED", "KILLED")
         if child.info.status != "FINISHED":
             assert child.data.tags["last_error"]
-    assert any(child.info.status != "FINISHED" for child in children)  # the one under way when Ctrl-C came
