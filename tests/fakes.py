@@ -40,7 +40,26 @@ class _InFlight:
             self.now -= 1
 
 
-class ScriptedLMServer:
+class _ServedInAThread:
+    """An HTTP server on a free port of 127.0.0.1, served from a daemon thread, that counts its requests in
+    flight (the handler enters ``_in_flight``); ``max_in_flight`` is the most at once."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], path: str) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._in_flight.most
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScriptedLMServer(_ServedInAThread):
     """A FAKE OpenAI-compatible server for fault tests: it answers from a script and records requests.
 
     ``script`` is a list of ``(status, body)`` pairs consumed one per POST; when it runs out, the last
@@ -99,21 +118,10 @@ class ScriptedLMServer:
                     time.sleep(fake.latency)
                 self._send(status, body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._serve(Handler, "/v1")
 
     def _next_in_script(self) -> Answer:
         return self.script.pop(0) if len(self.script) > 1 else self.script[0]
-
-    @property
-    def max_in_flight(self) -> int:
-        return self._in_flight.most
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class SilentServer:
@@ -150,7 +158,7 @@ class SilentServer:
             connection.close()
 
 
-class CountingProxy:
+class CountingProxy(_ServedInAThread):
     """A pass-through proxy in front of a REAL server: every request goes on to ``upstream`` unchanged; it
     counts the POSTs (LM calls) and the most in flight at once, as the server sees them, and keeps each POST's
     body.  ``base_url`` replaces the upstream's base URL."""
@@ -191,18 +199,7 @@ class CountingProxy:
                     response = requests.post(origin + self.path, data=body, headers=self._headers(), timeout=300)
                 self._relay(response)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}{prefix}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def max_in_flight(self) -> int:
-        return self._in_flight.most
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, prefix)
 
 
 def completion_body(text: str, prompt_tokens: int = 10, completion_tokens: int = 3) -> dict[str, Any]:
