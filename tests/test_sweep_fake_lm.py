@@ -12,6 +12,8 @@ real LM, and the faults a real LM cannot be made to show.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -158,6 +160,25 @@ def test_the_seed_flag_beats_the_files_seed_and_random_search_ran(fake_sweep):
     ran = sorted(key(child.data.params) for child in children)
     assert ran == suggested(5)
     assert ran != suggested(11)
+
+
+def test_when_every_trial_answers_alike_the_parent_says_the_pick_is_not_clear(fake_sweep):
+    summary, children, *_, uri, _, _ = fake_sweep
+    client = mlflow.MlflowClient(uri)
+
+    def scores(run) -> tuple:
+        path = client.download_artifacts(run.info.run_id, "question_scores.csv")
+        rows = csv.DictReader(io.StringIO(Path(path).read_text()))
+        return tuple(sorted((row["id"], row["theological_match_score"]) for row in rows))
+
+    # By the data: the FAKE LM gives every question the same answer in every trial, so every trial scores
+    # alike on every question (the objective; the references differ with retrieval_k), and no winner can
+    # be told from its runner-up.
+    assert len({scores(child) for child in children}) == 1
+    description = client.get_run(summary["parent_run_id"]).data.tags["mlflow.note.content"]
+    assert summary["best_run_id"] in description.splitlines()[0]
+    assert "**The pick is NOT clear.**" in description.splitlines()[0]
+    assert sorted(child.data.tags["sweep_rank"] for child in children) == ["1", "2", "3", "4", "5", "6"]
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def test_source_tags_come_from_the_checkout_the_package_runs_from(checkout, monk
 
 
 def test_outside_a_checkout_the_git_tags_are_left_out_not_guessed(checkout, tmp_path, monkeypatch):
-    root, installed = checkout
+    _, installed = checkout
     monkeypatch.setattr(sys, "argv", ["/somewhere/bin/bibleqa-sweep"])
     lone = tmp_path / "lone"
     lone.mkdir()
