@@ -120,6 +120,8 @@ def trial_description(
     """A trial's description: its rank, its objective against the winner's, and the way back to the sweep."""
     back = f"[the sweep's parent run](#/experiments/{experiment_id}/runs/{parent})"
     if rank is None:
+        if record.status == "FINISHED":
+            return f"**Not ranked**: the trial finished without reporting `{metric}`. See {back}."
         reason = f": {record.error}" if record.error else ""
         return _fit(f"**Not ranked**: the trial ended {record.status}{reason}. See {back}.")
     value = record.metrics.get(metric, float("nan"))

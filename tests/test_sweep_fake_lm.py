@@ -215,12 +215,16 @@ def test_failed_trials_are_failed_runs_kept_across_retries(fake_lm, tmp_path):
         assert child.data.tags["attempt"] == "2"  # one retry, the same run
         assert "HTTP 500" in child.data.tags["last_error"]
         assert "the FAKE server always fails" in child.data.tags["last_error"]
+        assert (child.data.tags["sweep_rank"], child.data.tags["is_winner"]) == ("unranked", "false")
+        assert child.data.tags["mlflow.note.content"].startswith("**Not ranked**: the trial ended FAILED: ")
     # Each attempt asks every dev question once: 2 trials x 2 attempts x 2 dev questions.
     dev = [item.question for item in load_dataset(options["data"]).dev]
     asked = [prompt_of(request) for request in fake.requests]
     assert sum(prompt.endswith(f"Question: {q}\nAnswer:") for prompt in asked for q in dev) == 2 * 2 * 2
     parent = mlflow.MlflowClient(options["tracking_uri"]).get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 2
+    assert parent.data.tags["mlflow.note.content"].startswith("**No trial finished, so there is no winner.**")
+    assert "best_theological_match_score" not in parent.data.metrics  # no finished trial: no history
     assert "No trial finished" in Path(summary.sweep_dir, "summary.md").read_text()
 
 
