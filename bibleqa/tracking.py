@@ -6,7 +6,11 @@
   are set low, so that an outage fails in seconds instead of the ~4 minutes of MLflow's default retries.
 * Experiments are created with an explicit artifact location.
 * ``log_program_model`` logs a DSPy program as an MLflow model with no LM configured (``mlflow.dspy``
-  pickles ``dspy.settings``, LM and API key included) and with explicit ``pip_requirements``.
+  pickles ``dspy.settings``, LM and API key included), with explicit ``pip_requirements`` and an explicit
+  signature (``question`` -> ``answer``, ``references``).
+* ``source_tags`` are MLflow's source tags (``mlflow.source.git.commit`` ...), set from the checkout this
+  package runs from: MLflow's own resolve from ``sys.argv[0]``, which for ``.venv/bin/bibleqa-sweep`` lies
+  in an ignored folder, so it finds no commit.  Outside a git checkout the git tags are left out.
 
 Example::
 
@@ -18,9 +22,12 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
+import re
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -104,19 +111,78 @@ def ensure_experiment(uri: str, name: str) -> str:
         raise TrackingError(f"MLflow store {uri}: {str(error).splitlines()[0]}; check --tracking-uri") from None
 
 
-def git_commit() -> str | None:
-    """The commit of the source tree this package runs from, if it is a git checkout."""
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _git(directory: Path, *args: str) -> str | None:
+    """``git -C directory args`` stripped, or ``None`` when git fails (no git, not a repository, no value)."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
+            ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=5, check=False
         )
-        if result.returncode == 0:
+        if result.returncode == 0 and result.stdout.strip():
             return result.stdout.strip()
     return None
+
+
+def _is_checkout(directory: Path) -> bool:
+    """True when ``directory``'s own files are tracked by the git repository around it: a package installed
+    into a virtualenv that happens to sit inside some checkout (``.venv/``, ignored) is not that checkout."""
+    return _git(directory, "ls-files", "--error-unmatch", "__init__.py") is not None
+
+
+def git_commit(directory: Path = PACKAGE_DIR) -> str | None:
+    """The commit of the source tree this package runs from, if it is a git checkout."""
+    return _git(directory, "rev-parse", "HEAD") if _is_checkout(directory) else None
+
+
+def without_credentials(url: str) -> str:
+    """A remote URL with any ``user:password@`` removed (a token in an HTTPS remote is never logged).
+
+    >>> without_credentials("https://someone:secret@github.com/org/repo.git")
+    'https://github.com/org/repo.git'
+    >>> without_credentials("git@github.com:org/repo.git")
+    'git@github.com:org/repo.git'
+    """
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url)
+
+
+def source_name(argv0: str | None = None, root: Path | None = None) -> str:
+    """What ran: ``sys.argv[0]`` relative to the checkout when it lies inside it, else its file name (a
+    console script such as ``bibleqa-sweep``), or ``python`` for ``python -c`` and the REPL."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    if not argv0 or argv0 == "-c":
+        return "python"
+    path = Path(argv0).resolve()
+    if root is not None and path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return path.name
+
+
+def source_tags(directory: Path = PACKAGE_DIR) -> dict[str, str]:
+    """MLflow's source tags for a run made by this package: ``mlflow.source.name``, ``mlflow.source.type``
+    (``LOCAL``), ``mlflow.user``, and, when ``directory`` is part of a git checkout, the checkout's commit,
+    branch (left out on a detached HEAD) and remote URL (without credentials; left out without a remote
+    ``origin``).  Outside a checkout the git tags are left out, never guessed."""
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.user": _user()}
+    root = None
+    if _is_checkout(directory) and (commit := _git(directory, "rev-parse", "HEAD")):
+        root = Path(_git(directory, "rev-parse", "--show-toplevel") or directory).resolve()
+        tags["mlflow.source.git.commit"] = commit
+        branch = _git(directory, "rev-parse", "--abbrev-ref", "HEAD")
+        if branch and branch != "HEAD":
+            tags["mlflow.source.git.branch"] = branch
+        if remote := _git(directory, "config", "--get", "remote.origin.url"):
+            tags["mlflow.source.git.repoURL"] = without_credentials(remote)
+    tags["mlflow.source.name"] = source_name(root=root)
+    return tags
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no USER-like variable (some containers)
+        return "unknown"
 
 
 def package_version(name: str) -> str:
@@ -145,8 +211,22 @@ def model_pip_requirements() -> list[str]:
     return [f"{name}=={package_version(name)}" for name in MODEL_PIP_REQUIREMENTS_FROM]
 
 
-def log_program_model(program: Any, name: str = "model") -> Any:
-    """Log ``program`` as an MLflow model in the active run; returns MLflow's ``ModelInfo``.
+def program_signature() -> Any:
+    """The MLflow signature of a ``BibleQA`` program: a ``question`` in, an ``answer`` and its
+    ``references`` (a list of canonical references) out.  Explicit, because MLflow infers none for a DSPy
+    model without an input example, and an example would call the LM while logging."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "question")]),
+        outputs=Schema([ColSpec("string", "answer"), ColSpec(Array("string"), "references")]),
+    )
+
+
+def log_program_model(program: Any, name: str = "model", tags: dict[str, str] | None = None) -> Any:
+    """Log ``program`` as an MLflow model in the active run, with ``program_signature()``, the run's params
+    (MLflow copies them) and ``tags``; returns MLflow's ``ModelInfo``.
 
     Must be called outside any ``dspy.context``: MLflow pickles ``dspy.settings`` with the model, and
     this project never sets an LM globally, so nothing about the LM (or its key) is written.
@@ -158,7 +238,9 @@ def log_program_model(program: Any, name: str = "model") -> Any:
         raise RuntimeError("refusing to log a model while an LM is configured: its settings would be pickled")
     # MLflow warns on every pickled DSPy model; the program is also logged as DSPy JSON state beside it.
     logging.getLogger("mlflow.dspy.save").setLevel(logging.ERROR)
-    return mlflow.dspy.log_model(program, name=name, pip_requirements=model_pip_requirements())
+    return mlflow.dspy.log_model(
+        program, name=name, signature=program_signature(), tags=tags, pip_requirements=model_pip_requirements()
+    )
 
 
 def log_batch(

@@ -150,6 +150,7 @@ def _pick(args: argparse.Namespace) -> int:
             experiment=args.experiment,
             sweep=args.sweep,
             run=args.run,
+            model=args.model,
             metric=args.metric,
             mode=args.mode,
             filter=args.filter,
@@ -243,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     pick = commands.add_parser("pick", help="print the winning run (and ask it a question)")
     _add_tracking_flags(pick)
     pick.add_argument("--sweep", default="latest", help="parent run id of the sweep, or latest (default)")
-    pick.add_argument("--run", default=None, help="pick this run id instead")
+    chosen = pick.add_mutually_exclusive_group()
+    chosen.add_argument("--run", default=None, help="pick this run id instead")
+    chosen.add_argument(
+        "--model", default=None, help="pick the run this model was logged on: models:/NAME@champion, models:/m-..."
+    )
     pick.add_argument("--metric", default="theological_match_score")
     pick.add_argument("--mode", choices=("max", "min"), default="max")
     pick.add_argument(

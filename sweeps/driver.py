@@ -7,7 +7,8 @@ Order of work:
 
 1. ``sweeps.plan``: read the data and the space (every problem reported at once), health-check the LM and
    MLflow; nothing starts if any of this fails;
-2. create the parent run ``sweep_<space>_<YYYYmmdd_HHMMSS>`` (``run_type=sweep``) and the sweep folder
+2. create the parent run ``sweep_<space>_<YYYYmmdd_HHMMSS>`` (``run_type=sweep``, with the source tags of
+   ``bibleqa.tracking.source_tags``) and the sweep folder
    ``<storage>/<sweep name>`` (``sweeps.sweep_folder``);
 3. ``sweeps.tune_run``: run the trials, each an MLflow child run;
 4. ``sweeps.finalize``: pick the winner, score it once on test, log the summary, plots and model on the parent.
@@ -34,7 +35,7 @@ from typing import Any
 
 import mlflow
 
-from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params
+from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params, source_tags
 from sweeps.finalize import finalize_sweep
 from sweeps.options import (
     DEFAULT_N_STARTUP_TRIALS,
@@ -124,7 +125,8 @@ def _run(plan: SweepPlan, echo: Callable[[str], None]) -> SweepResult:
         for note in plan.notes:
             echo(f"note: {note}")
         client = mlflow.MlflowClient(plan.tracking_uri)
-        run = client.create_run(experiment_id, run_name=name, tags={"run_type": "sweep", "sweep_dir": str(folder)})
+        tags = {"run_type": "sweep", "sweep_dir": str(folder), **source_tags()}
+        run = client.create_run(experiment_id, run_name=name, tags=tags)
         parent = ParentRun(experiment_id, run.info.run_id, name, folder)
         try:  # from here on, whatever stops the sweep leaves the parent run with a final status
             log_batch(parent.run_id, params=_parent_params(plan), client=client)

@@ -5,10 +5,14 @@ where the test split is used: the winner is scored on it once (``score_on_test``
 
 1. rank the trials by the winner rule and measure how sure the pick is (``sweeps.summary``);
 2. rebuild the winner from its carried DSPy JSON state and score it on test;
-3. log the parent's figures (``best_*``, ``test_*``, totals, slot figures) and tags in one batch;
+3. log the parent's figures (``best_*``, ``test_*``, totals, slot figures) and tags in one batch (the
+   objective's ``best_<objective>`` is the history the trial logger wrote, steps 1..n: not again at step 0);
 4. write ``trials.csv``, ``summary.md``, the plots and the winner's ``program.json`` into the sweep folder
    and log them on the parent;
-5. log the winner as an MLflow model (and register it, with ``--register``), and write ``summary.json``.
+5. log the winner as an MLflow model on the winner's own run, named by its settings (and register it, alias
+   ``champion``, with ``--register``);
+6. set the verdict (``sweeps.verdict``): the parent's description, every trial's ``sweep_rank``,
+   ``is_winner`` and description; and write ``summary.json``.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from bibleqa.evaluate import evaluate
 from bibleqa.lm import LMSettings
 from bibleqa.metrics import LOGGED_METRICS, TRACKED_METRICS
 from bibleqa.program import BibleQA, build_program
-from bibleqa.tracking import log_batch, log_program_model
+from bibleqa.tracking import log_batch, log_program_model, source_tags
 from sweeps.plan import ParentRun, SweepPlan
 from sweeps.records import TrialRecord
 from sweeps.result import PROGRAM_FILE, SweepResult
+from sweeps.run_names import model_name
 from sweeps.summary import Certainty, certainty, summary_markdown, trial_rows, write_plots
 from sweeps.trial_config import TrialConfig
+from sweeps.verdict import LoggedModelLink, verdict_tags
 from sweeps.winner import rank_trials
 
 logger = logging.getLogger(__name__)
@@ -71,10 +77,13 @@ def finalize_sweep(
         result.best_config = winner.trial.as_params()
         result.best_metrics = dict(winner.metrics)
         result.top = [top_row(record) for record in ranked[:5]]
-    _log_figures(client, result, records, winner, sure)
+    _log_figures(client, result, records, winner, sure, plan.space.metric)
     _log_artifacts(client, plan, result, ranked, records, sure)
-    if program is not None:
-        _log_model(client, plan, result, program)
+    model = _log_model(client, plan, result, winner, program) if winner and program is not None else None
+    tags = verdict_tags(experiment_id=parent.experiment_id, parent_run_id=parent.run_id, metric=plan.space.metric,
+                        ranked=ranked, records=records, sure=sure, test_metrics=test_metrics, model=model)  # fmt: skip
+    for run_id, run_tags in tags.items():
+        log_batch(run_id, tags=run_tags, client=client)
     (parent.sweep_dir / "summary.json").write_text(json.dumps(result.as_json(), indent=2), encoding="utf-8")
     return result
 
@@ -113,15 +122,22 @@ def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, datase
 
 
 def _log_figures(
-    client: Any, result: SweepResult, records: list[TrialRecord], winner: TrialRecord | None, sure: Certainty | None
+    client: Any,
+    result: SweepResult,
+    records: list[TrialRecord],
+    winner: TrialRecord | None,
+    sure: Certainty | None,
+    objective: str,
 ) -> None:
-    """The parent's metrics and tags, in one batch."""
+    """The parent's metrics and tags, in one batch (not ``best_<objective>``: the trial logger wrote its
+    history, one step per finished trial, and a value at step 0 would hide it)."""
     totals = {f"total_{name}": sum(record.metrics.get(name, 0.0) for record in records) for name in USAGE_TOTALS}
     metrics: dict[str, float] = {"n_trials": result.n_trials, "n_failed": result.n_failed, **totals,
                                  **result.slot_stats}  # fmt: skip
     tags: dict[str, str] = {}
     if winner is not None:
-        metrics.update({f"best_{name}": winner.metrics[name] for name in BEST_METRICS if name in winner.metrics})
+        metrics.update({f"best_{name}": winner.metrics[name] for name in BEST_METRICS
+                        if name in winner.metrics and name != objective})  # fmt: skip
         metrics.update(result.test_metrics)
         if sure:
             metrics["best_ci_low"], metrics["best_ci_high"] = sure.winner_ci
@@ -165,14 +181,36 @@ def _log_artifacts(
         client.log_artifact(result.parent_run_id, str(path))
 
 
-def _log_model(client: Any, plan: SweepPlan, result: SweepResult, program: BibleQA) -> None:
-    """The winner as an MLflow model on the parent (``--register NAME`` adds it to the registry, alias
-    ``champion``)."""
+def _log_model(
+    client: Any, plan: SweepPlan, result: SweepResult, winner: TrialRecord, program: BibleQA
+) -> LoggedModelLink:
+    """The winner as an MLflow model on the winner's own run, named by its settings, with the trial's params
+    (MLflow copies the run's) and the source tags; ``--register NAME`` adds it to the registry with alias
+    ``champion``.  The parent's ``best_model_uri`` and ``best_model_id`` tags point at it.
+
+    The winner's run has ended: ``mlflow.dspy.log_model`` logs only into the active run, so the run is
+    reopened (MLflow sets it RUNNING), and its status and end time are put back afterwards, whatever
+    happens in between."""
     mlflow.set_tracking_uri(plan.tracking_uri)
-    with mlflow.start_run(run_id=result.parent_run_id):
-        model_info = log_program_model(program)
+    ended = client.get_run(winner.run_id).info
+    name = model_name(winner.trial)
+    tags = {
+        **source_tags(),
+        "sweep": result.sweep_name,
+        "trial_id": winner.trial_id,
+        "parent_run_id": result.parent_run_id,
+    }
+    try:
+        with mlflow.start_run(run_id=winner.run_id):
+            model_info = log_program_model(program, name=name, tags=tags)
+    finally:
+        client.set_terminated(winner.run_id, status=ended.status, end_time=ended.end_time)
     result.model_uri = model_info.model_uri
-    client.set_tag(result.parent_run_id, "best_model_uri", model_info.model_uri)
+    registered = None
     if plan.options.register:
         version = mlflow.register_model(model_info.model_uri, plan.options.register)
         client.set_registered_model_alias(plan.options.register, "champion", version.version)
+        registered = f"`{plan.options.register}` version {version.version}"
+    log_batch(result.parent_run_id, tags={"best_model_uri": model_info.model_uri,
+                                          "best_model_id": model_info.model_id}, client=client)  # fmt: skip
+    return LoggedModelLink(model_info.model_id, name, model_info.model_uri, registered)

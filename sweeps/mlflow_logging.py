@@ -6,13 +6,16 @@ elsewhere), and ``mlflow_util.start_run`` creates each trial's run in that exper
 adds, through the same util's MLflow client:
 
 - nested runs: each trial is one child run of the sweep's parent run (tags ``mlflow.parentRunId``,
-  ``run_type=trial``, ``trial_id``), named ``bible_qa_<optimizer>_<trial>_<YYYYmmdd_HHMMSS>``, kept across
-  retries (``attempt``, ``last_error``);
+  ``run_type=trial``, ``trial_id``, and the source tags of ``bibleqa.tracking.source_tags``), named by its
+  settings first (``sweeps.run_names``: ``bootstrap b2 l1 k2 n8 #3 bible_qa_<YYYYmmdd_HHMMSS>``), kept
+  across retries (``attempt``, ``last_error``);
 - our params and metrics: the trial config plus the LM params (``model``, ``lm_studio_model``,
   ``lm_studio_api_url``, ``model_format``), so the seed's comparison code works on trial runs as written,
   and what the trial reported, without Ray's bookkeeping;
 - batched logging: ``log_batch``, 7 REST calls per trial (create, params, metrics and tags, three artifacts,
   end), where the parent class logs one param or metric per call;
+- the sweep's history on the parent: ``best_<objective>``, the best objective so far, at step 1, 2, ...
+  as each trial finishes (a failed trial adds no step), so MLflow draws the sweep's progress;
 - the records the summary reads (``sweeps.records``; the config is parsed once, here), one progress line per
   finished trial (``echo``), and ``close_open_runs()``: every trial that started ends with a final status.
 """
@@ -22,15 +25,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from bibleqa.lm import LMSettings
-from bibleqa.tracking import log_batch
+from bibleqa.tracking import log_batch, source_tags
 from sweeps.records import TrialRecord
+from sweeps.run_names import trial_run_name
 from sweeps.trial import ARTIFACTS_KEY, NODE_KEY, REPORTED_METRICS
 from sweeps.trial_config import TrialConfig
 
@@ -51,6 +54,8 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         lm_settings: LMSettings,
         total_trials: int,
         echo: Callable[[str], None] | None = None,
+        objective: str = "theological_match_score",
+        mode: str = "max",
     ):
         super().__init__(tracking_uri=tracking_uri)
         self.experiment_id = experiment_id
@@ -60,6 +65,10 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         self.echo = echo or (lambda line: None)
         self.records: dict[str, TrialRecord] = {}
         self._finished = 0
+        self.objective, self.mode = objective, mode
+        self._best: float | None = None
+        self._history_steps = 0  # finished trials with the objective so far: the history's last step
+        self._source_tags = source_tags()
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         self.mlflow_util.setup_mlflow(
@@ -77,10 +86,11 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             self._client.set_tag(record.run_id, "attempt", str(record.attempts))
             return
         config = TrialConfig.from_ray(dict(trial.config))
-        name = f"bible_qa_{config.optimizer}_{trial.trial_id}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
+        name = trial_run_name(config, len(self.records) + 1)
         run = self.mlflow_util.start_run(
             run_name=name,
             tags={
+                **self._source_tags,
                 "mlflow.parentRunId": self.parent_run_id,
                 "run_type": "trial",
                 "trial_id": trial.trial_id,
@@ -118,6 +128,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             self._end(record, "FAILED")
         else:
             self._end(record, "FINISHED")
+            self._log_best_so_far(record)
         self._finished += 1
         self.echo(progress_line(record, self._finished, self.total_trials))
 
@@ -129,6 +140,18 @@ class SweepMLflowCallback(MLflowLoggerCallback):
                 record.seconds = time.monotonic() - record.started
                 record.error = record.error or STOPPED
                 self._end(record, "KILLED")
+
+    def _log_best_so_far(self, record: TrialRecord) -> None:
+        """``best_<objective>`` on the parent at the next step: the best objective of the finished trials."""
+        value = record.metrics.get(self.objective)
+        if value is None:
+            return
+        if self._best is None or (value > self._best if self.mode == "max" else value < self._best):
+            self._best = value
+        self._history_steps += 1
+        self._client.log_metric(
+            self.parent_run_id, f"best_{self.objective}", self._best, int(time.time() * 1000), self._history_steps
+        )
 
     def _end(self, record: TrialRecord, status: str) -> None:
         record.status = status

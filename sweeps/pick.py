@@ -3,10 +3,13 @@
     bibleqa-sweep pick                                   # the latest sweep's winner
     bibleqa-sweep pick --filter "metrics.accuracy > 0.8" --metric key_term_accuracy
     bibleqa-sweep pick --ask "Who built the ark?" --lm local
+    bibleqa-sweep pick --model models:/bibleqa@champion    # the run a registered model came from
 
 Trials are ranked by the sweep's rule (``--metric``, then accuracy, then fewer LM calls, then trial id).
-``ask`` rebuilds the program from the run's DSPy JSON state (never from a downloaded pickle) and answers
-through the configured LM.
+A pick's ``model_uri`` is the MLflow model logged on the picked run itself (the sweep logs the winner's
+there), or ``None``.  ``--model`` takes ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/m-...``
+and picks the run the model was logged on.  ``ask`` rebuilds the program from the run's DSPy JSON state
+(never from a downloaded pickle) and answers through the configured LM.
 
 Example::
 
@@ -73,13 +76,14 @@ def pick_run(
     experiment: str = DEFAULT_EXPERIMENT,
     sweep: str | None = "latest",
     run: str | None = None,
+    model: str | None = None,
     metric: str = "theological_match_score",
     mode: str = "max",
     filter: str | None = None,
 ) -> Pick:
-    """The best trial run of a sweep (or the run ``run``).
+    """The best trial run of a sweep (or the run ``run``, or the run that model URI ``model`` was logged on).
 
-    Raises ``UserError`` for an unknown experiment, sweep or run, or a bad filter; ``NothingMatched``
+    Raises ``UserError`` for an unknown experiment, sweep, run or model, or a bad filter; ``NothingMatched``
     when no finished trial matches.
     """
     configure_mlflow_http()
@@ -92,9 +96,11 @@ def pick_run(
     if mode not in ("max", "min"):
         raise UserError(f"--mode {mode!r} is not one of max, min")
     try:
+        if model:
+            run = run_of_model(client, model)
         if run:
             chosen = client.get_run(run)
-            return _pick_of(client, chosen, uri, candidates=1)
+            return _pick_of(chosen, uri, candidates=1)
         parent = _find_sweep(client, found.experiment_id, sweep or "latest")
         conditions = [f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", "attributes.status = 'FINISHED'"]
         if filter:
@@ -102,7 +108,7 @@ def pick_run(
         children = client.search_runs([found.experiment_id], filter_string=" and ".join(conditions), max_results=5000)
     except MlflowException as error:
         raise UserError(
-            f"MLflow rejected the request: {str(error).splitlines()[0]}; check --run, --sweep and --filter"
+            f"MLflow rejected the request: {str(error).splitlines()[0]}; check --run, --model, --sweep and --filter"
         ) from None
     ranked = rank_runs([child for child in children if metric in child.data.metrics], metric, mode)
     if not ranked:
@@ -110,7 +116,41 @@ def pick_run(
             f"no finished trial of sweep {parent.info.run_name} has {metric}"
             + (f" and matches {filter!r}" if filter else "")
         )
-    return _pick_of(client, ranked[0], uri, parent=parent, candidates=len(ranked))
+    return _pick_of(ranked[0], uri, parent=parent, candidates=len(ranked))
+
+
+def run_of_model(client: Any, uri: str) -> str:
+    """The id of the run a model was logged on, for ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or
+    ``models:/m-...``; raises ``UserError`` for anything else (MLflow's own errors pass through)."""
+    rest = uri.removeprefix("models:/") if uri.startswith("models:/") else ""
+    if not rest:
+        raise UserError(
+            f"--model {uri!r} is not a models:/ URI; pass models:/NAME@champion, models:/NAME/VERSION or models:/m-..."
+        )
+    if "@" in rest or "/" in rest:
+        name, alias, version = *rest.partition("@")[::2], None
+        if not alias:
+            name, _, version = rest.rpartition("/")
+        registered = (
+            client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        )
+        # MLflow 3.17 fills run_id and source (models:/m-...) for a version of a logged model, not model_id.
+        source = registered.source or ""
+        run_id = registered.run_id
+        model_id = registered.model_id or (source.removeprefix("models:/") if source.startswith("models:/m-") else None)
+    else:
+        run_id, model_id = None, rest
+    if not run_id and model_id:
+        run_id = client.get_logged_model(model_id).source_run_id
+    if not run_id:
+        raise UserError(f"model {uri} was not logged on a run; pass --run RUN_ID instead")
+    return run_id
+
+
+def model_on_run(run: Any) -> str | None:
+    """The URI of the MLflow model logged on ``run`` itself (the last, if several), or ``None``."""
+    outputs = run.outputs.model_outputs if run.outputs else []
+    return f"models:/{outputs[-1].model_id}" if outputs else None
 
 
 def rank_runs(runs: list[Any], metric: str, mode: str) -> list[Any]:
@@ -165,13 +205,8 @@ def _find_sweep(client: Any, experiment_id: str, sweep: str) -> Any:
     return runs[0]
 
 
-def _pick_of(client: Any, run: Any, uri: str, parent: Any = None, candidates: int = 0) -> Pick:
+def _pick_of(run: Any, uri: str, parent: Any = None, candidates: int = 0) -> Pick:
     parent_id = run.data.tags.get("mlflow.parentRunId") or (parent.info.run_id if parent else None)
-    if parent is None and parent_id:
-        parent = client.get_run(parent_id)
-    model_uri = None
-    if parent is not None and parent.data.tags.get("best_run_id") == run.info.run_id:
-        model_uri = parent.data.tags.get("best_model_uri")
     if run.data.tags.get("run_type") == "sweep":
         raise UserError(f"run {run.info.run_id} is a sweep's parent run; pass --sweep {run.info.run_id} instead")
     return Pick(
@@ -180,7 +215,7 @@ def _pick_of(client: Any, run: Any, uri: str, parent: Any = None, candidates: in
         parent_run_id=parent_id,
         config=dict(run.data.params),
         metrics=dict(run.data.metrics),
-        model_uri=model_uri,
+        model_uri=model_on_run(run),
         program_uri=f"runs:/{run.info.run_id}/program.json",
         tracking_uri=uri,
         candidates=candidates,

@@ -14,10 +14,11 @@ Example::
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 
 from bibleqa.errors import BibleQAError
@@ -63,14 +64,18 @@ class SweepResult:
         return pd.DataFrame(self.trials)
 
     def load_winner(self) -> BibleQA:
-        """The winner's compiled DSPy program, rebuilt from its config and the sweep folder's ``program.json``
-        (its DSPy JSON state).  Raises ``NoWinner`` when no trial finished."""
-        state = Path(self.sweep_dir) / PROGRAM_FILE
-        if self.best_run_id is None or not state.exists():
+        """The winner's compiled DSPy program, read from the winner's own MLflow run: rebuilt from its config
+        and the run's ``program.json`` (its DSPy JSON state, logged beside the run's MLflow model
+        ``model_uri``; never unpickled).  Raises ``NoWinner`` when no trial finished."""
+        if self.best_run_id is None:
             raise NoWinner(f"sweep {self.sweep_name} has no finished trial, so there is no winner to load")
         config = self.best_config
         program = build_program(config["retrieval_k"], config["chain_of_thought"], config["related_passages"])
-        program.load(str(state))
+        with tempfile.TemporaryDirectory(prefix="bibleqa-winner-") as scratch:
+            state = mlflow.artifacts.download_artifacts(
+                run_id=self.best_run_id, artifact_path=PROGRAM_FILE, dst_path=scratch, tracking_uri=self.tracking_uri
+            )
+            program.load(state)
         return program
 
 

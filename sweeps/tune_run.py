@@ -68,6 +68,8 @@ def run_trials(
             lm_settings=plan.lm,
             total_trials=plan.options.trials,
             echo=echo,
+            objective=plan.space.metric,
+            mode=plan.space.mode,
         )
         context = SweepContext(
             lm_settings=plan.lm,

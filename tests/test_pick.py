@@ -2,7 +2,8 @@
 
 The store is a real local MLflow store (SQLite) filled with runs whose metrics the test sets, so the
 expected pick follows from the data: the winner rule is the objective, then accuracy, then fewer LM calls,
-then trial id."""
+then trial id.  Run t3 carries a logged model (registered, alias ``champion``); the parent's
+``best_model_uri`` tag names another, so a pick whose model is t3's read it from the run itself."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 
 import mlflow
 import pytest
+from mlflow.entities import LoggedModelOutput
 
 from bibleqa.errors import UserError
 from bibleqa.tracking import log_batch
@@ -53,13 +55,22 @@ def store(tmp_path_factory):
             client.set_terminated(run.info.run_id, status="FAILED")
             ids["t9"] = run.info.run_id
         client.set_tag(parent, "best_run_id", ids.get("t3", ""))
-        client.set_tag(parent, "best_model_uri", "models:/m-fake")
+        client.set_tag(parent, "best_model_uri", "models:/m-not-on-the-run")
         client.set_terminated(parent, status="FINISHED")
         return parent, ids
 
     old_parent, old_ids = sweep("sweep_old", {"t0": (0.99, 0.99, 1)})
     time.sleep(0.05)  # the latest sweep starts later
     parent, ids = sweep("sweep_new", TRIALS, failed=True)
+    # The winner's model on the winner's run, as the sweep logs it (a model with no files suffices here).
+    model = client.create_logged_model(experiment_id, name="bible_qa_LabeledFewShot_l2", source_run_id=ids["t3"])
+    client.log_outputs(ids["t3"], [LoggedModelOutput(model.model_id, 0)])
+    client.create_registered_model("pick-test")
+    version = client.create_model_version(
+        "pick-test", model.artifact_location, run_id=ids["t3"], model_id=model.model_id
+    )
+    client.set_registered_model_alias("pick-test", "champion", version.version)
+    ids["model"] = model.model_uri
     return uri, parent, ids, old_parent, old_ids
 
 
@@ -69,7 +80,7 @@ def test_the_latest_sweeps_winner_by_the_rule(store):
     assert choice.run_id == ids["t3"]
     assert choice.parent_run_id == parent
     assert choice.candidates == 5  # finished trials only
-    assert choice.model_uri == "models:/m-fake"  # the parent's winner carries the model
+    assert choice.model_uri == ids["model"]  # read from the winner's own run, not the parent's tag
     assert choice.program_uri == f"runs:/{ids['t3']}/program.json"
     assert choice.metrics["lm_calls"] == 60 and choice.config["retrieval_k"] == "1"
 
@@ -87,7 +98,7 @@ def test_an_older_sweep_by_its_parent_id(store):
     uri, _, _, old_parent, old_ids = store
     choice = pick_run(tracking_uri=uri, sweep=old_parent)
     assert choice.run_id == old_ids["t0"] and choice.candidates == 1
-    assert choice.model_uri is None  # that sweep's best_run_id names another run
+    assert choice.model_uri is None  # no model on that run
 
 
 def test_a_filter_narrows_the_candidates(store):
@@ -105,12 +116,24 @@ def test_a_run_by_its_id(store):
     uri, parent, ids, _, _ = store
     choice = pick_run(tracking_uri=uri, run=ids["t4"])
     assert choice.run_id == ids["t4"] and choice.parent_run_id == parent and choice.candidates == 1
-    assert choice.model_uri is None  # not the parent's winner
-    assert pick_run(tracking_uri=uri, run=ids["t3"]).model_uri == "models:/m-fake"
+    assert choice.model_uri is None  # no model on that run
+    assert pick_run(tracking_uri=uri, run=ids["t3"]).model_uri == ids["model"]
     with pytest.raises(UserError, match=f"run {parent} is a sweep's parent run; pass --sweep {parent} instead"):
         pick_run(tracking_uri=uri, run=parent)
     with pytest.raises(UserError, match="is not a sweep's parent run"):
         pick_run(tracking_uri=uri, sweep=ids["t4"])
+
+
+def test_a_model_uri_picks_the_run_it_was_logged_on(store):
+    uri, parent, ids, _, _ = store
+    model_id = ids["model"].removeprefix("models:/")
+    for model in ("models:/pick-test@champion", "models:/pick-test/1", ids["model"]):
+        choice = pick_run(tracking_uri=uri, model=model)
+        assert (choice.run_id, choice.parent_run_id, choice.model_uri) == (ids["t3"], parent, f"models:/{model_id}")
+    with pytest.raises(UserError, match="--model 'pick-test@champion' is not a models:/ URI"):
+        pick_run(tracking_uri=uri, model="pick-test@champion")
+    with pytest.raises(UserError, match="MLflow rejected the request"):
+        pick_run(tracking_uri=uri, model="models:/pick-test@no-such-alias")
 
 
 def pick(uri: str, *args: str) -> subprocess.CompletedProcess:
@@ -134,3 +157,9 @@ def test_the_command_exit_codes(store):
     assert nothing.returncode == 1 and len(nothing.stderr.strip().splitlines()) == 1
     unknown = pick(uri, "--run", "0" * 32)
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    champion = pick(uri, "--model", "models:/pick-test@champion", "--json")
+    assert champion.returncode == 0, champion.stderr
+    assert json.loads(champion.stdout)["run_id"] == ids["t3"]
+    for bad in ("pick-test@champion", "models:/pick-test@no-such-alias"):
+        result = pick(uri, "--model", bad)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, (bad, result.stderr)

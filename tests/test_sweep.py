@@ -117,8 +117,11 @@ def test_every_trial_is_a_finished_child_run_with_the_names(sweep):
         assert child.info.status == "FINISHED"
         assert child.data.tags["run_type"] == "trial"
         optimizer = child.data.params["optimizer"]
-        assert re.fullmatch(rf"bible_qa_{optimizer}_{child.data.tags['trial_id']}_\d{{8}}_\d{{6}}", child.info.run_name)
         params = child.data.params
+        # Named by the settings that tell trials apart, first (sweeps.run_names), then number and timestamp.
+        alias = {"LabeledFewShot": "labeled", "BootstrapFewShot": "bootstrap"}[optimizer]
+        label = rf"{alias} (b\d+ )?l\d+ k{params['retrieval_k']} n{params['train_size']}"
+        assert re.fullmatch(rf"{label}( \S+)* #\d bible_qa_\d{{8}}_\d{{6}}", child.info.run_name)
         assert params["model"] == params["lm_studio_model"] == settings.lm_model
         assert params["lm_studio_api_url"] == settings.lm_base and params["model_format"] == "completion"
         assert params["train_size"] == params["num_examples"] and "retrieval_k" in params

@@ -12,6 +12,8 @@ real LM, and the faults a real LM cannot be made to show.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -160,6 +162,25 @@ def test_the_seed_flag_beats_the_files_seed_and_random_search_ran(fake_sweep):
     assert ran != suggested(11)
 
 
+def test_when_every_trial_answers_alike_the_parent_says_the_pick_is_not_clear(fake_sweep):
+    summary, children, *_, uri, _, _ = fake_sweep
+    client = mlflow.MlflowClient(uri)
+
+    def scores(run) -> tuple:
+        path = client.download_artifacts(run.info.run_id, "question_scores.csv")
+        rows = csv.DictReader(io.StringIO(Path(path).read_text()))
+        return tuple(sorted((row["id"], row["theological_match_score"]) for row in rows))
+
+    # By the data: the FAKE LM gives every question the same answer in every trial, so every trial scores
+    # alike on every question (the objective; the references differ with retrieval_k), and no winner can
+    # be told from its runner-up.
+    assert len({scores(child) for child in children}) == 1
+    description = client.get_run(summary["parent_run_id"]).data.tags["mlflow.note.content"]
+    assert summary["best_run_id"] in description.splitlines()[0]
+    assert "**The pick is NOT clear.**" in description.splitlines()[0]
+    assert sorted(child.data.tags["sweep_rank"] for child in children) == ["1", "2", "3", "4", "5", "6"]
+
+
 @pytest.fixture
 def fake_lm(fake_lm_server):
     def start(script=None, latency: float = 0.0):
@@ -194,12 +215,16 @@ def test_failed_trials_are_failed_runs_kept_across_retries(fake_lm, tmp_path):
         assert child.data.tags["attempt"] == "2"  # one retry, the same run
         assert "HTTP 500" in child.data.tags["last_error"]
         assert "the FAKE server always fails" in child.data.tags["last_error"]
+        assert (child.data.tags["sweep_rank"], child.data.tags["is_winner"]) == ("unranked", "false")
+        assert child.data.tags["mlflow.note.content"].startswith("**Not ranked**: the trial ended FAILED: ")
     # Each attempt asks every dev question once: 2 trials x 2 attempts x 2 dev questions.
     dev = [item.question for item in load_dataset(options["data"]).dev]
     asked = [prompt_of(request) for request in fake.requests]
     assert sum(prompt.endswith(f"Question: {q}\nAnswer:") for prompt in asked for q in dev) == 2 * 2 * 2
     parent = mlflow.MlflowClient(options["tracking_uri"]).get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 2
+    assert parent.data.tags["mlflow.note.content"].startswith("**No trial finished, so there is no winner.**")
+    assert "best_theological_match_score" not in parent.data.metrics  # no finished trial: no history
     assert "No trial finished" in Path(summary.sweep_dir, "summary.md").read_text()
 
 

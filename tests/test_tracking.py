@@ -1,8 +1,11 @@
-"""bibleqa.tracking: where runs go, fast failure of an unreachable or hung MLflow server, and a model logged
-with no LM (nor its key) inside."""
+"""bibleqa.tracking: where runs go, fast failure of an unreachable or hung MLflow server, a model logged
+with no LM (nor its key) inside, and the source tags of a real git checkout (or none outside one)."""
 
 from __future__ import annotations
 
+import getpass
+import subprocess
+import sys
 import time
 
 import dspy
@@ -18,8 +21,10 @@ from bibleqa.tracking import (
     DEFAULT_TRACKING_URI,
     TRACKING_CHECK_TIMEOUT_S,
     check_tracking,
+    git_commit,
     log_program_model,
     resolve_tracking_uri,
+    source_tags,
 )
 from tests.fakes import SilentServer
 
@@ -67,3 +72,61 @@ def test_a_model_is_never_logged_while_an_lm_is_configured(tmp_path, monkeypatch
         log_program_model(build_program(retrieval_k=0))
     assert mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list") == []
     assert not any(path.suffix == ".pkl" for path in tmp_path.rglob("*"))
+
+
+def git(directory, *args: str) -> str:
+    result = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A real git checkout holding a package (``pkg/__init__.py``), with an HTTPS remote that carries a
+    token, and an ignored ``.venv/`` holding a copy of the package, as an installed copy would sit."""
+    root = tmp_path / "repo"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / ".gitignore").write_text(".venv/\n")
+    installed = root / ".venv" / "lib" / "site-packages" / "pkg"
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("")
+    git(root, "init", "-q", "-b", "trunk")
+    git(root, "add", ".")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "first")
+    git(root, "remote", "add", "origin", "https://someone:ghp_planted_token@example.com/org/repo.git")
+    return root, installed
+
+
+def test_source_tags_come_from_the_checkout_the_package_runs_from(checkout, monkeypatch):
+    root, _ = checkout
+    monkeypatch.setattr(sys, "argv", [str(root / "pkg" / "cli.py")])
+    tags = source_tags(root / "pkg")
+    assert tags == {
+        "mlflow.source.git.commit": git(root, "rev-parse", "HEAD"),
+        "mlflow.source.git.branch": "trunk",
+        "mlflow.source.git.repoURL": "https://example.com/org/repo.git",  # the token is never logged
+        "mlflow.source.name": "pkg/cli.py",
+        "mlflow.source.type": "LOCAL",
+        "mlflow.user": getpass.getuser(),
+    }
+    assert git_commit(root / "pkg") == tags["mlflow.source.git.commit"]
+    git(root, "checkout", "-q", "--detach")
+    git(root, "remote", "remove", "origin")
+    detached = source_tags(root / "pkg")
+    assert "mlflow.source.git.branch" not in detached and "mlflow.source.git.repoURL" not in detached
+    assert detached["mlflow.source.git.commit"] == tags["mlflow.source.git.commit"]
+
+
+def test_outside_a_checkout_the_git_tags_are_left_out_not_guessed(checkout, tmp_path, monkeypatch):
+    _, installed = checkout
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/bibleqa-sweep"])
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    # A package installed into an ignored folder of some checkout is not that checkout: no commit of it.
+    for directory in (lone, installed):
+        assert source_tags(directory) == {
+            "mlflow.source.name": "bibleqa-sweep",
+            "mlflow.source.type": "LOCAL",
+            "mlflow.user": getpass.getuser(),
+        }
+        assert git_commit(directory) is None
