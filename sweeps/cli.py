@@ -31,6 +31,7 @@ from sweeps.options import (
     SEARCH_ALGORITHMS,
     TRIAL_CPUS,
 )
+from sweeps.progress import DEFAULT_STATUS_EVERY
 from sweeps.space import SpaceError, load_space
 
 PROG = "bibleqa-sweep"
@@ -83,7 +84,9 @@ def _run(args: argparse.Namespace) -> int:
                 # Signals are the command's business: without Tune's own SIGINT handler, Ctrl-C raises
                 # KeyboardInterrupt in the sweep, which ends the parent run KILLED, and the command exits 130.
                 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-                result = run_sweep(args.space_file, lm=lm, echo=print, **keywords)
+                # Status lines are for a person watching; piped output stays one line per finished trial.
+                status_every = args.status_every if args.status_every > 0 and sys.stdout.isatty() else None
+                result = run_sweep(args.space_file, lm=lm, echo=_echo, status_every=status_every, **keywords)
     except SpaceError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -95,6 +98,10 @@ def _run(args: argparse.Namespace) -> int:
     print_result(result)
     _write_json(args.output_json, result.as_json())  # parent_run_id, best_run_id, best_config, ...
     return 0
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)  # a status line from another thread, or a pipe read live: out now
 
 
 def print_estimate(estimate: Any, space_file: str) -> None:
@@ -235,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="overrides the space file's seed")
     run.add_argument("--storage", default=DEFAULT_STORAGE, help=f"where sweep folders go (default {DEFAULT_STORAGE})")
     run.add_argument("--register", default=None, help="register the winner's model under NAME, alias champion")
+    run.add_argument(
+        "--status-every",
+        type=float,
+        default=DEFAULT_STATUS_EVERY,
+        help=f"on a terminal, a status line every S seconds of trials (default {DEFAULT_STATUS_EVERY:g}; 0: none)",
+    )
     run.add_argument("--dry-run", action="store_true", help="validate, health-check and estimate; start nothing")
     run.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
     add_lm_flags(run)

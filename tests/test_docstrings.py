@@ -32,6 +32,7 @@ MODULES = [
     "sweeps.summary",
     "sweeps.result",
     "sweeps.sweep_folder",
+    "sweeps.progress",
 ]
 
 
