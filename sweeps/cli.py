@@ -23,6 +23,7 @@ from bibleqa.errors import BibleQAError, UserError
 from bibleqa.local_lm import DEFAULT_N_CTX
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import DEFAULT_EXPERIMENT
+from sweeps.mlflow_view import runs_table_url
 from sweeps.options import (
     DEFAULT_N_STARTUP_TRIALS,
     DEFAULT_SEARCH,
@@ -137,15 +138,28 @@ def print_result(result: Any) -> None:
         )
     if result.model_uri:
         print(f"winner's model: {result.model_uri}")
-    print(f"MLflow: {tracking_link(result.tracking_uri, result.experiment_id, result.parent_run_id)}")
+    print(tracking_links(result.tracking_uri, result.experiment_id, result.parent_run_id))
     print(f"sweep folder (full log in sweep.log): {result.sweep_dir}")
 
 
-def tracking_link(uri: str, experiment_id: str, run_id: str) -> str:
-    """Where a person looks at a run: the server's page, or how to open the local store."""
+def tracking_links(uri: str, experiment_id: str, parent_run_id: str) -> str:
+    """Where a person looks: the sweep's trials ranked in the runs table (its saved view,
+    ``sweeps.mlflow_view``), and the parent run; for a local store, first how to start the UI on it.
+
+    >>> print(tracking_links("http://mlflow:5000", "1", "abc"))
+    MLflow, the trials ranked: http://mlflow:5000/#/experiments/1/runs?workflowType=machine_learning&viewStateShareKey=abc
+    MLflow, the sweep's parent run: http://mlflow:5000/#/experiments/1/runs/abc
+    """
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"mlflow ui --backend-store-uri {uri} --port 5000, then http://localhost:5000/#/experiments/{experiment_id}/runs/{run_id}"
+        base, start = uri.rstrip("/"), ""
+    else:
+        base = "http://localhost:5000"
+        ui = f"LITELLM_LOCAL_MODEL_COST_MAP=True mlflow ui --backend-store-uri {uri} --port 5000"
+        start = f"MLflow: start its UI with  {ui}\n"
+    return (
+        f"{start}MLflow, the trials ranked: {runs_table_url(base, experiment_id, parent_run_id)}\n"
+        f"MLflow, the sweep's parent run: {base}/#/experiments/{experiment_id}/runs/{parent_run_id}"
+    )
 
 
 def _pick(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ import mlflow
 
 from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params
 from sweeps.finalize import finalize_sweep
+from sweeps.mlflow_view import save_trials_view
 from sweeps.options import (
     DEFAULT_N_STARTUP_TRIALS,
     DEFAULT_SEARCH,
@@ -131,6 +132,7 @@ def _run(plan: SweepPlan, echo: Callable[[str], None], status_every: float | Non
         parent = ParentRun(experiment_id, run.info.run_id, name, folder)
         try:  # from here on, whatever stops the sweep leaves the parent run with a final status
             log_batch(parent.run_id, params=_parent_params(plan), client=client)
+            save_trials_view(client, experiment_id, parent.run_id, plan.space.metric, plan.space.mode)
             echo(f"sweep {name}: {plan.options.trials} trials, {plan.lm.slots} LM slot(s), parent run {parent.run_id}")
             records, slot_stats = run_trials(plan, parent, log_handler, echo, status_every)
             result = finalize_sweep(client, plan, parent, records, slot_stats)
