@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))  # run as a file, from any folder: the project's p
 
 from bibleqa.local_lm import free_port, stop_process  # noqa: E402
 from bibleqa.tracking import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI  # noqa: E402
-from sweeps.mlflow_view import VIEW_TAG_PREFIX, runs_table_url, save_trials_view  # noqa: E402
+from sweeps.mlflow_view import MODE, VIEW_TAG_PREFIX, run_url, runs_table_url, save_trials_view  # noqa: E402
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -54,6 +54,12 @@ CHROMIUM_FLAGS = (
 )
 WINDOW = (1600, 1000)
 SERVER_START_S = 90
+HOST_NAME = "mlflow.localhost"
+"""The name the pages are opened by.  MLflow 3.17's UI opens its Assistant panel by itself on the first visit
+to a server it sees as local (``localhost``, ``127.0.0.1``), and the panel takes a third of the page (a person
+closes it once; a fresh browser profile per shot would show it every time).  Chromium resolves any
+``*.localhost`` name to the loopback address itself, and the UI does not count this one as local; the server
+is told to accept it (``--allowed-hosts``, ``--cors-allowed-origins``)."""
 
 
 @dataclass(frozen=True)
@@ -73,16 +79,16 @@ def pages(base_url: str, sweep: Sweep) -> dict[str, str]:
 
     >>> sweep = Sweep("1", "p", "w", ["w", "t2"], "theological_match_score", "max")
     >>> pages("http://127.0.0.1:5000", sweep)["compare_runs.png"]
-    'http://127.0.0.1:5000/#/compare-runs?runs=%5B%22w%22%2C%22t2%22%5D&experiments=%5B%221%22%5D'
+    'http://127.0.0.1:5000/#/compare-runs?runs=%5B%22w%22%2C%22t2%22%5D&experiments=%5B%221%22%5D&workflowType=machine_learning'
     """
     base = base_url.rstrip("/")
     runs = quote(json.dumps(sweep.trial_run_ids, separators=(",", ":")))
     experiments = quote(json.dumps([sweep.experiment_id], separators=(",", ":")))
     return {
         "runs_table.png": runs_table_url(base, sweep.experiment_id, sweep.parent_run_id),
-        "parent_run.png": f"{base}/#/experiments/{sweep.experiment_id}/runs/{sweep.parent_run_id}",
-        "winning_run.png": f"{base}/#/experiments/{sweep.experiment_id}/runs/{sweep.best_run_id}",
-        "compare_runs.png": f"{base}/#/compare-runs?runs={runs}&experiments={experiments}",
+        "parent_run.png": run_url(base, sweep.experiment_id, sweep.parent_run_id),
+        "winning_run.png": run_url(base, sweep.experiment_id, sweep.best_run_id),
+        "compare_runs.png": f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&workflowType={MODE}",
     }
 
 
@@ -118,21 +124,23 @@ def find_sweep(tracking_uri: str, experiment: str, parent_run_id: str | None) ->
 
 @contextmanager
 def mlflow_ui(tracking_uri: str, log_path: Path) -> Iterator[str]:
-    """``mlflow ui`` on a free port of 127.0.0.1, as the README starts it; yields its URL, stops it after."""
+    """``mlflow ui`` on a free port of 127.0.0.1, as the README starts it; yields its URL (by ``HOST_NAME``),
+    and stops it after."""
     port = free_port()
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    hosts = f"127.0.0.1:{port},localhost:{port},{HOST_NAME}:{port}"
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--allowed-hosts", hosts, "--cors-allowed-origins", f"http://{HOST_NAME}:{port}"]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + SERVER_START_S
-            while not _healthy(url):
+            while not _healthy(f"http://127.0.0.1:{port}"):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"screenshots: mlflow ui did not start; its log: {log_path}")
                 time.sleep(0.3)
-            yield url
+            yield f"http://{HOST_NAME}:{port}"
         finally:
             stop_process(process)
 

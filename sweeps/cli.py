@@ -23,7 +23,7 @@ from bibleqa.errors import BibleQAError, UserError
 from bibleqa.local_lm import DEFAULT_N_CTX
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import DEFAULT_EXPERIMENT
-from sweeps.mlflow_view import runs_table_url
+from sweeps.mlflow_view import run_url, runs_table_url
 from sweeps.options import (
     DEFAULT_N_STARTUP_TRIALS,
     DEFAULT_SEARCH,
@@ -148,7 +148,7 @@ def tracking_links(uri: str, experiment_id: str, parent_run_id: str) -> str:
 
     >>> print(tracking_links("http://mlflow:5000", "1", "abc"))
     MLflow, the trials ranked: http://mlflow:5000/#/experiments/1/runs?workflowType=machine_learning&viewStateShareKey=abc
-    MLflow, the sweep's parent run: http://mlflow:5000/#/experiments/1/runs/abc
+    MLflow, the sweep's parent run: http://mlflow:5000/#/experiments/1/runs/abc?workflowType=machine_learning
     """
     if uri.startswith(("http://", "https://")):
         base, start = uri.rstrip("/"), ""
@@ -158,7 +158,7 @@ def tracking_links(uri: str, experiment_id: str, parent_run_id: str) -> str:
         start = f"MLflow: start its UI with  {ui}\n"
     return (
         f"{start}MLflow, the trials ranked: {runs_table_url(base, experiment_id, parent_run_id)}\n"
-        f"MLflow, the sweep's parent run: {base}/#/experiments/{experiment_id}/runs/{parent_run_id}"
+        f"MLflow, the sweep's parent run: {run_url(base, experiment_id, parent_run_id)}"
     )
 
 

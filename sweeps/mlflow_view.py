@@ -23,6 +23,8 @@ Example::
     ('metrics.`theological_match_score`', False, ['metrics.`theological_match_score`', 'metrics.`accuracy`'])
     >>> runs_table_url("http://localhost:5000", "1", "abc123")
     'http://localhost:5000/#/experiments/1/runs?workflowType=machine_learning&viewStateShareKey=abc123'
+    >>> run_url("http://localhost:5000", "1", "abc123")
+    'http://localhost:5000/#/experiments/1/runs/abc123?workflowType=machine_learning'
 """
 
 from __future__ import annotations
@@ -72,3 +74,8 @@ def runs_table_url(base_url: str, experiment_id: str, view_key: str | None = Non
     """The experiment's runs table in "Model training" mode, in the saved view ``view_key`` if given."""
     query = {"workflowType": MODE, **({"viewStateShareKey": view_key} if view_key else {})}
     return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
+
+
+def run_url(base_url: str, experiment_id: str, run_id: str) -> str:
+    """A run's page, in "Model training" mode (its sidebar lists runs, models and traces, not GenAI's pages)."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{urlencode({'workflowType': MODE})}"

@@ -33,6 +33,8 @@ MODULES = [
     "sweeps.result",
     "sweeps.sweep_folder",
     "sweeps.progress",
+    "sweeps.mlflow_view",
+    "sweeps.cli",
 ]
 
 
