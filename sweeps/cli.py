@@ -23,6 +23,7 @@ from bibleqa.errors import BibleQAError, UserError
 from bibleqa.local_lm import DEFAULT_N_CTX
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import DEFAULT_EXPERIMENT
+from sweeps.mlflow_view import run_url, runs_table_url
 from sweeps.options import (
     DEFAULT_N_STARTUP_TRIALS,
     DEFAULT_SEARCH,
@@ -31,6 +32,7 @@ from sweeps.options import (
     SEARCH_ALGORITHMS,
     TRIAL_CPUS,
 )
+from sweeps.progress import DEFAULT_STATUS_EVERY
 from sweeps.space import SpaceError, load_space
 
 PROG = "bibleqa-sweep"
@@ -83,7 +85,9 @@ def _run(args: argparse.Namespace) -> int:
                 # Signals are the command's business: without Tune's own SIGINT handler, Ctrl-C raises
                 # KeyboardInterrupt in the sweep, which ends the parent run KILLED, and the command exits 130.
                 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-                result = run_sweep(args.space_file, lm=lm, echo=print, **keywords)
+                # Status lines are for a person watching; piped output stays one line per finished trial.
+                status_every = args.status_every if args.status_every > 0 and sys.stdout.isatty() else None
+                result = run_sweep(args.space_file, lm=lm, echo=_echo, status_every=status_every, **keywords)
     except SpaceError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -95,6 +99,10 @@ def _run(args: argparse.Namespace) -> int:
     print_result(result)
     _write_json(args.output_json, result.as_json())  # parent_run_id, best_run_id, best_config, ...
     return 0
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)  # a status line from another thread, or a pipe read live: out now
 
 
 def print_estimate(estimate: Any, space_file: str) -> None:
@@ -130,15 +138,28 @@ def print_result(result: Any) -> None:
         )
     if result.model_uri:
         print(f"winner's model: {result.model_uri}")
-    print(f"MLflow: {tracking_link(result.tracking_uri, result.experiment_id, result.parent_run_id)}")
+    print(tracking_links(result.tracking_uri, result.experiment_id, result.parent_run_id))
     print(f"sweep folder (full log in sweep.log): {result.sweep_dir}")
 
 
-def tracking_link(uri: str, experiment_id: str, run_id: str) -> str:
-    """Where a person looks at a run: the server's page, or how to open the local store."""
+def tracking_links(uri: str, experiment_id: str, parent_run_id: str) -> str:
+    """Where a person looks: the sweep's trials ranked in the runs table (its saved view,
+    ``sweeps.mlflow_view``), and the parent run; for a local store, first how to start the UI on it.
+
+    >>> print(tracking_links("http://mlflow:5000", "1", "abc"))
+    MLflow, the trials ranked: http://mlflow:5000/#/experiments/1/runs?workflowType=machine_learning&viewStateShareKey=abc
+    MLflow, the sweep's parent run: http://mlflow:5000/#/experiments/1/runs/abc?workflowType=machine_learning
+    """
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"mlflow ui --backend-store-uri {uri} --port 5000, then http://localhost:5000/#/experiments/{experiment_id}/runs/{run_id}"
+        base, start = uri.rstrip("/"), ""
+    else:
+        base = "http://localhost:5000"
+        ui = f"LITELLM_LOCAL_MODEL_COST_MAP=True mlflow ui --backend-store-uri {uri} --port 5000"
+        start = f"MLflow: start its UI with  {ui}\n"
+    return (
+        f"{start}MLflow, the trials ranked: {runs_table_url(base, experiment_id, parent_run_id)}\n"
+        f"MLflow, the sweep's parent run: {run_url(base, experiment_id, parent_run_id)}"
+    )
 
 
 def _pick(args: argparse.Namespace) -> int:
@@ -236,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="overrides the space file's seed")
     run.add_argument("--storage", default=DEFAULT_STORAGE, help=f"where sweep folders go (default {DEFAULT_STORAGE})")
     run.add_argument("--register", default=None, help="register the winner's model under NAME, alias champion")
+    run.add_argument(
+        "--status-every",
+        type=float,
+        default=DEFAULT_STATUS_EVERY,
+        help=f"on a terminal, a status line every S seconds of trials (default {DEFAULT_STATUS_EVERY:g}; 0: none)",
+    )
     run.add_argument("--dry-run", action="store_true", help="validate, health-check and estimate; start nothing")
     run.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
     add_lm_flags(run)

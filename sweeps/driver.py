@@ -37,6 +37,7 @@ import mlflow
 
 from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params, source_tags
 from sweeps.finalize import finalize_sweep
+from sweeps.mlflow_view import save_trials_view
 from sweeps.options import (
     DEFAULT_N_STARTUP_TRIALS,
     DEFAULT_SEARCH,
@@ -72,6 +73,7 @@ def run_sweep(
     storage: str = DEFAULT_STORAGE,
     register: str | None = None,
     echo: Callable[[str], None] | None = None,
+    status_every: float | None = None,
 ) -> SweepResult:
     """Run a sweep over ``space`` (a search-space file or a mapping of the same keys) on ``lm`` and return
     its ``SweepResult``, whether every trial finished, some failed, or none did.
@@ -79,7 +81,9 @@ def run_sweep(
     ``lm`` is an ``LMSettings`` (``sweeps.lm_studio(...)``, or what ``sweeps.bundled_lm()`` yields), a list
     holding one, or ``None`` for LM Studio at its default address.  The other keywords are the flags of
     ``bibleqa-sweep run``: ``concurrency=None`` uses the LM's slots, ``seed=None`` the space's seed.
-    ``echo`` receives one line per finished trial (the CLI passes ``print``).
+    ``echo`` receives one line per finished trial (the CLI passes ``print``) and, with ``status_every``, a
+    status line every ``status_every`` seconds while the trials run (``sweeps.progress``; the CLI asks for
+    one every 30 s when its output is a terminal).
 
     Raises ``UserError`` (a bad space, flag, data file, LM or MLflow store; ``SpaceError`` lists every
     problem of a space) before anything starts.  A failed trial fails that trial only.
@@ -110,10 +114,10 @@ def run_sweep(
         register=register,
     )
     plan = plan_sweep(space, lm, options)
-    return _run(plan, echo or (lambda line: None))
+    return _run(plan, echo or (lambda line: None), status_every)
 
 
-def _run(plan: SweepPlan, echo: Callable[[str], None]) -> SweepResult:
+def _run(plan: SweepPlan, echo: Callable[[str], None], status_every: float | None = None) -> SweepResult:
     name = sweep_name(plan.space.name)
     folder = create_sweep_folder(plan, name)
     with sweep_log(folder / "sweep.log") as log_handler:  # MLflow's first lines (a new store's tables) too
@@ -130,8 +134,9 @@ def _run(plan: SweepPlan, echo: Callable[[str], None]) -> SweepResult:
         parent = ParentRun(experiment_id, run.info.run_id, name, folder)
         try:  # from here on, whatever stops the sweep leaves the parent run with a final status
             log_batch(parent.run_id, params=_parent_params(plan), client=client)
+            save_trials_view(client, experiment_id, parent.run_id, plan.space.metric, plan.space.mode)
             echo(f"sweep {name}: {plan.options.trials} trials, {plan.lm.slots} LM slot(s), parent run {parent.run_id}")
-            records, slot_stats = run_trials(plan, parent, log_handler, echo)
+            records, slot_stats = run_trials(plan, parent, log_handler, echo, status_every)
             result = finalize_sweep(client, plan, parent, records, slot_stats)
         except BaseException as error:
             client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ray import tune
 
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
+from sweeps.progress import Progress, StatusLines, one_line_at_a_time
 from sweeps.records import TrialRecord
 from sweeps.search import make_searcher
 from sweeps.slots import LMSlots, affinity_for
@@ -50,10 +52,17 @@ def trial_dirname(trial: Any) -> str:
 
 
 def run_trials(
-    plan: SweepPlan, parent: ParentRun, log_handler: logging.Handler, echo: Callable[[str], None]
+    plan: SweepPlan,
+    parent: ParentRun,
+    log_handler: logging.Handler,
+    echo: Callable[[str], None],
+    status_every: float | None = None,
 ) -> tuple[list[TrialRecord], dict[str, float]]:
     """Run the trials with Tune; return their records and the slot figures.  Every trial that started ends
-    with a final status, even when the sweep stops early (time budget, Ctrl-C, a crash): then KILLED."""
+    with a final status, even when the sweep stops early (time budget, Ctrl-C, a crash): then KILLED.
+    ``echo`` gets a line per finished trial and, with ``status_every``, a status line (``sweeps.progress``)
+    every ``status_every`` seconds while the trials run."""
+    echo = one_line_at_a_time(echo)
     namespace = f"bibleqa-{parent.sweep_dir.name}"
     with _ray(plan, namespace) as started:
         logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", plan.options.trials)
@@ -78,15 +87,37 @@ def run_trials(
             slots_namespace=namespace,
             log_file=log_handler.baseFilename if isinstance(log_handler, logging.FileHandler) else None,
         )
+        started = time.monotonic()
+
+        def progress() -> Progress:
+            return _progress(plan, callback, ray.get(slots_actor.stats.remote(), timeout=10), started)
+
         try:
             # Ray sets up its own console handlers as it starts: back to the sweep log with them.
-            with libraries_logging_to(log_handler, ["ray"]), _environment(TUNE_ENVIRONMENT):
+            status = StatusLines(progress, echo, status_every) if status_every else contextlib.nullcontext()
+            with libraries_logging_to(log_handler, ["ray"]), _environment(TUNE_ENVIRONMENT), status:
                 _tuner(plan, parent, callback, context).fit()
             slot_stats = ray.get(slots_actor.stats.remote())
         finally:
             callback.close_open_runs()
             ray.kill(slots_actor)
     return list(callback.records.values()), slot_stats
+
+
+def _progress(plan: SweepPlan, callback: SweepMLflowCallback, slot_stats: dict[str, float], started: float) -> Progress:
+    """Where the trials stand, from the callback's records (read from the status thread: a copy first)."""
+    statuses = [record.status for record in list(callback.records.values())]
+    elapsed = time.monotonic() - started
+    budget = plan.options.time_budget
+    return Progress(
+        total=plan.options.trials,
+        done=sum(status != "RUNNING" for status in statuses),
+        failed=sum(status == "FAILED" for status in statuses),
+        running=statuses.count("RUNNING"),
+        lm_calls=int(slot_stats["lm_calls_through_slots"]),
+        elapsed=elapsed,
+        budget_left=None if budget is None else max(0.0, budget - elapsed),
+    )
 
 
 def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, context: SweepContext) -> tune.Tuner:

@@ -32,6 +32,9 @@ MODULES = [
     "sweeps.summary",
     "sweeps.result",
     "sweeps.sweep_folder",
+    "sweeps.progress",
+    "sweeps.mlflow_view",
+    "sweeps.cli",
 ]
 
 
