@@ -26,6 +26,7 @@ from bibleqa.dataset import load_dataset
 from bibleqa.lm import LMSettings
 from bibleqa.metrics import TRACKED_METRICS
 from sweeps import run_sweep
+from sweeps.mlflow_view import VIEW_TAG_PREFIX
 from sweeps.pick import pick_run
 from sweeps.run_names import model_name
 from sweeps.search import make_searcher
@@ -217,3 +218,15 @@ def test_pick_and_load_winner_read_the_winners_run(sweep):
     state = json.loads(Path(result.sweep_dir, "program.json").read_text())  # what the trial compiled
     assert [dict(demo) for demo in program.answer_question.demos] == state["answer_question"]["demos"]
     assert len(program.answer_question.demos) == 2
+
+
+def test_the_sweep_saved_its_ranked_view_of_the_runs_table(sweep):
+    """The link the sweep prints opens a saved view (``sweeps.mlflow_view``): on the real server, MLflow's own
+    search with the view's filter and order lists exactly this sweep's trials, in the README's rank order."""
+    result, client, children, _ = sweep
+    view = json.loads(client.get_experiment(result.experiment_id).tags[VIEW_TAG_PREFIX + result.parent_run_id])
+    order = f"{view['orderByKey']} {'ASC' if view['orderByAsc'] else 'DESC'}"
+    found = client.search_runs([result.experiment_id], view["searchFilter"], order_by=[order])
+    by_score = [run.data.metrics["theological_match_score"] for run in ranked_by_the_readme(children)]
+    assert [run.data.metrics["theological_match_score"] for run in found] == by_score
+    assert {run.info.run_id for run in found} == {child.info.run_id for child in children}
