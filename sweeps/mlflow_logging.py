@@ -51,6 +51,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         lm_settings: LMSettings,
         total_trials: int,
         echo: Callable[[str], None] | None = None,
+        finished: int = 0,
     ):
         super().__init__(tracking_uri=tracking_uri)
         self.experiment_id = experiment_id
@@ -59,7 +60,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         self.total_trials = total_trials
         self.echo = echo or (lambda line: None)
         self.records: dict[str, TrialRecord] = {}
-        self._finished = 0
+        self._finished = finished  # trials that ended before a resume count in the progress line
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         self.mlflow_util.setup_mlflow(

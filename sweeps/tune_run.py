@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,11 @@ from ray import tune
 
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
+from sweeps.processes import record_processes
 from sweeps.records import TrialRecord
 from sweeps.search import make_searcher
 from sweeps.slots import LMSlots, affinity_for
+from sweeps.study_store import study_storage
 from sweeps.sweep_folder import libraries_logging_to
 from sweeps.trial import SweepContext, run_trial
 
@@ -49,14 +52,32 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
+@dataclass(frozen=True)
+class TrialBudget:
+    """What this Tuner runs: ``trials`` new trials, after ``finished`` counted ones (a resumed sweep), its
+    sampler seeded with ``sampler_seed`` (``None``: the sweep's seed), as Tune experiment ``session`` (0 for
+    the first run, 1 for the first resume, ...)."""
+
+    trials: int
+    finished: int = 0
+    sampler_seed: int | None = None
+    session: int = 0
+
+
 def run_trials(
-    plan: SweepPlan, parent: ParentRun, log_handler: logging.Handler, echo: Callable[[str], None]
+    plan: SweepPlan,
+    parent: ParentRun,
+    log_handler: logging.Handler,
+    echo: Callable[[str], None],
+    budget: TrialBudget | None = None,
 ) -> tuple[list[TrialRecord], dict[str, float]]:
-    """Run the trials with Tune; return their records and the slot figures.  Every trial that started ends
-    with a final status, even when the sweep stops early (time budget, Ctrl-C, a crash): then KILLED."""
+    """Run the trials with Tune (``budget``, default: the sweep's whole budget); return their records and
+    the slot figures.  Every trial that started ends with a final status, even when the sweep stops early
+    (time budget, Ctrl-C, a crash): then KILLED.  The search continues the study in the sweep folder."""
+    budget = budget or TrialBudget(plan.options.trials)
     namespace = f"bibleqa-{parent.sweep_dir.name}"
-    with _ray(plan, namespace) as started:
-        logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", plan.options.trials)
+    with _ray(plan, namespace, parent.sweep_dir) as started:
+        logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", budget.trials)
         actor_name = f"lm-slots-{parent.sweep_dir.name}"
         slots_actor = LMSlots.options(name=actor_name, namespace=namespace).remote(
             plan.lm.slots, affinity_for(plan.lm.slots)
@@ -68,6 +89,7 @@ def run_trials(
             lm_settings=plan.lm,
             total_trials=plan.options.trials,
             echo=echo,
+            finished=budget.finished,
         )
         context = SweepContext(
             lm_settings=plan.lm,
@@ -79,7 +101,7 @@ def run_trials(
         try:
             # Ray sets up its own console handlers as it starts: back to the sweep log with them.
             with libraries_logging_to(log_handler, ["ray"]), _environment(TUNE_ENVIRONMENT):
-                _tuner(plan, parent, callback, context).fit()
+                _tuner(plan, parent, callback, context, budget).fit()
             slot_stats = ray.get(slots_actor.stats.remote())
         finally:
             callback.close_open_runs()
@@ -87,15 +109,24 @@ def run_trials(
     return list(callback.records.values()), slot_stats
 
 
-def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, context: SweepContext) -> tune.Tuner:
+def _tuner(
+    plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, context: SweepContext, budget: TrialBudget
+) -> tune.Tuner:
     options = plan.options
+    searcher = make_searcher(
+        plan.space,
+        algorithm=options.search,
+        seed=plan.seed,
+        n_startup_trials=options.n_startup_trials,
+        storage=study_storage(parent.sweep_dir),
+        study_name=parent.sweep_name,
+        sampler_seed=budget.sampler_seed,
+    )
     return tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": options.trial_cpus}),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(
-                plan.space, algorithm=options.search, seed=plan.seed, n_startup_trials=options.n_startup_trials
-            ),
-            num_samples=options.trials,
+            search_alg=searcher,
+            num_samples=budget.trials,
             max_concurrent_trials=plan.lm.slots + EXTRA_TRIALS,
             time_budget_s=options.time_budget,
             trial_dirname_creator=trial_dirname,
@@ -104,7 +135,8 @@ def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, co
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=parent.sweep_dir.name,
+            # A resume is a new Tune experiment (never Tuner.restore: it re-runs finished trials).
+            name=parent.sweep_dir.name + (f"_resume{budget.session}" if budget.session else ""),
             storage_path=str(parent.sweep_dir / "ray"),
             callbacks=[callback],
             verbose=0,
@@ -114,8 +146,10 @@ def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, co
 
 
 @contextlib.contextmanager
-def _ray(plan: SweepPlan, namespace: str) -> Iterator[bool]:
-    """Join the Ray this process already runs, or start one and stop it after; yields whether it started."""
+def _ray(plan: SweepPlan, namespace: str, folder: Path) -> Iterator[bool]:
+    """Join the Ray this process already runs, or start one and stop it after; yields whether it started.
+    A local instance it starts is recorded in the sweep folder, so that a resume can stop it if this
+    process dies without stopping it."""
     if ray.is_initialized():
         yield False
         return
@@ -127,10 +161,21 @@ def _ray(plan: SweepPlan, namespace: str) -> Iterator[bool]:
         logging_level=logging.ERROR,
         runtime_env={"env_vars": WORKER_ENVIRONMENT},
     )
+    if not plan.options.address:
+        record_processes(folder, "ray", _ray_pids())
     try:
         yield True
     finally:
         ray.shutdown()
+
+
+def _ray_pids() -> list[int]:
+    """The processes of the local Ray instance this process started (its GCS, raylet, ...)."""
+    # Ray has no public accessor for the processes ray.init started; its node object holds them.
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None:
+        return []
+    return [process.pid for _, process in node.live_processes()]
 
 
 @contextlib.contextmanager
