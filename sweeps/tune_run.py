@@ -25,7 +25,7 @@ from ray import tune
 
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
-from sweeps.processes import record_processes
+from sweeps.processes import descendants, record_processes
 from sweeps.records import TrialRecord
 from sweeps.search import make_searcher
 from sweeps.slots import LMSlots, affinity_for
@@ -170,12 +170,15 @@ def _ray(plan: SweepPlan, namespace: str, folder: Path) -> Iterator[bool]:
 
 
 def _ray_pids() -> list[int]:
-    """The processes of the local Ray instance this process started (its GCS, raylet, ...)."""
+    """The processes of the local Ray instance this process started (its GCS, raylet, ...) and those they
+    started already: when the driver is SIGKILLed, the GCS and raylet end with it, but the raylet's agents
+    (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) live on, orphaned (seen on Ray 2.60)."""
     # Ray has no public accessor for the processes ray.init started; its node object holds them.
     node = getattr(ray._private.worker, "_global_node", None)
     if node is None:
         return []
-    return [process.pid for _, process in node.live_processes()]
+    started = [process.pid for _, process in node.live_processes()]
+    return [*started, *(child for pid in started for child in descendants(pid))]
 
 
 @contextlib.contextmanager
