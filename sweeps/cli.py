@@ -23,7 +23,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from bibleqa.cli import add_lm_flags, configure_logging, lm_from_flags, run_cli
 from bibleqa.dataset import load_dataset
@@ -244,8 +244,15 @@ def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (naming the flag, and where to look), exit 2: no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Sweeps over the DSPy Bible QA program.")
+    parser = _OneLineErrors(prog=PROG, description="Sweeps over the DSPy Bible QA program.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs too")
     commands = parser.add_subparsers(dest="command", required=True)
 
