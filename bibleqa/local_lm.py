@@ -123,9 +123,21 @@ def local_lm_server(
     try:
         _wait_until_ready(process, base_url, log_file)
         logger.info("bundled LM %s serving at %s (pid %d)", LOCAL_MODEL_NAME, base_url, process.pid)
+        _SERVING[base_url] = process.pid
         yield LocalServer(base_url, LOCAL_MODEL_NAME, n_ctx, process.pid, str(log_file))
     finally:
+        _SERVING.pop(base_url, None)
         stop_process(process)
+
+
+_SERVING: dict[str, int] = {}
+"""The bundled servers this process runs now: base URL -> PID."""
+
+
+def serving_pid(base_url: str) -> int | None:
+    """The PID of the bundled server this process started at ``base_url``, or ``None`` (another server).
+    A sweep records it, so that a resume can stop the server a killed driver left running."""
+    return _SERVING.get(base_url)
 
 
 @contextlib.contextmanager

@@ -63,8 +63,19 @@ def configure_mlflow_http() -> None:
         os.environ.setdefault(name, value)
 
 
+TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks")
+"""The URI schemes of the MLflow stores a tracking URI may name (a plain path is a file store)."""
+
+
 def check_tracking(uri: str) -> None:
-    """Fail fast, with one line, when an HTTP tracking server does not answer ``/health``."""
+    """Fail fast, with one line, when the URI names no kind of MLflow store, or an HTTP tracking server does
+    not answer ``/health``."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme and scheme not in TRACKING_SCHEMES:
+        raise TrackingError(
+            f"--tracking-uri {uri!r}: {scheme!r} is not a kind of MLflow store; pass http(s)://HOST:PORT, "
+            "sqlite:///FILE.db or a folder"
+        )
     if not uri.startswith(("http://", "https://")):
         return
     try:

@@ -15,8 +15,9 @@ The public API (what ``__all__`` names; everything else may change)::
     result.trials_dataframe()                         # one row per trial, the columns of trials.csv
     result.load_winner()                              # the compiled DSPy program
     sweeps.estimate_sweep("search_spaces/smoke.yaml", lm=lm, trials=6)   # what --dry-run prints
+    sweeps.resume_sweep("sweeps_results/sweep_smoke_20260101_120000")    # finish a stopped sweep
 
-The command line does the same: ``bibleqa-sweep validate|run|pick`` (``sweeps.cli``).
+The command line does the same: ``bibleqa-sweep validate|run|resume|pick`` (``sweeps.cli``).
 
 The names load on first use, so that ``import sweeps`` (and the command's ``--help`` and ``validate``) do not
 import DSPy, MLflow or Ray.
@@ -34,11 +35,13 @@ if TYPE_CHECKING:
     from sweeps.driver import run_sweep
     from sweeps.estimate import estimate_sweep
     from sweeps.result import NoWinner, SweepEstimate, SweepResult
+    from sweeps.resume import resume_sweep
     from sweeps.space import SpaceError
 
 _PUBLIC = {
     "run_sweep": "sweeps.driver",
     "estimate_sweep": "sweeps.estimate",
+    "resume_sweep": "sweeps.resume",
     "SweepResult": "sweeps.result",
     "SweepEstimate": "sweeps.result",
     "NoWinner": "sweeps.result",
@@ -58,6 +61,7 @@ __all__ = [
     "bundled_lm",
     "estimate_sweep",
     "lm_studio",
+    "resume_sweep",
     "run_sweep",
 ]
 

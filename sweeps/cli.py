@@ -2,10 +2,16 @@
 
     bibleqa-sweep validate search_spaces/smoke.yaml
     bibleqa-sweep run search_spaces/smoke.yaml --trials 6 --lm local
+    bibleqa-sweep resume sweeps_results/sweep_smoke_20260101_120000
     bibleqa-sweep pick --ask "Who built the ark?" --lm local
 
 Exit codes: 0 success; 1 nothing matched (``pick``); 2 a user error (bad file or flag, unreachable server,
-unknown experiment), printed as one line (``validate`` prints one line per problem).
+unknown experiment), printed as one line (``validate`` prints one line per problem); 130 Ctrl-C.
+
+Ctrl-C (``run`` and ``resume``): the command handles SIGINT itself (Tune's handler is off).  The first one
+stops the sweep: running trials end KILLED, the parent run ends KILLED with a summary of what finished, and
+the resume command is printed.  A second one exits at once; ``resume`` still works afterwards (it ends the
+runs left RUNNING and stops the processes left behind).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 from bibleqa.cli import add_lm_flags, configure_logging, lm_from_flags, run_cli
 from bibleqa.dataset import load_dataset
@@ -82,12 +90,10 @@ def _run(args: argparse.Namespace) -> int:
             if args.dry_run:
                 estimate = estimate_sweep(args.space_file, lm=lm, **keywords)
             else:
-                # Signals are the command's business: without Tune's own SIGINT handler, Ctrl-C raises
-                # KeyboardInterrupt in the sweep, which ends the parent run KILLED, and the command exits 130.
-                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
                 # Status lines are for a person watching; piped output stays one line per finished trial.
                 status_every = args.status_every if args.status_every > 0 and sys.stdout.isatty() else None
-                result = run_sweep(args.space_file, lm=lm, echo=_echo, status_every=status_every, **keywords)
+                with ctrl_c_stops_the_sweep():
+                    result = run_sweep(args.space_file, lm=lm, echo=_echo, status_every=status_every, **keywords)
     except SpaceError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -103,6 +109,45 @@ def _run(args: argparse.Namespace) -> int:
 
 def _echo(line: str) -> None:
     print(line, flush=True)  # a status line from another thread, or a pipe read live: out now
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from sweeps.resume import resume_sweep  # Ray, MLflow, DSPy: --help stays fast
+
+    with ctrl_c_stops_the_sweep():
+        status_every = DEFAULT_STATUS_EVERY if sys.stdout.isatty() else None  # as `run` does on a terminal
+        result = resume_sweep(args.sweep_dir, echo=_echo, status_every=status_every)
+    print_result(result)
+    _write_json(args.output_json, result.as_json())  # the same parent_run_id as the first start
+    return 0
+
+
+@contextmanager
+def ctrl_c_stops_the_sweep() -> Iterator[None]:
+    """Ctrl-C is the command's business: Tune's own SIGINT handler is off, so the first Ctrl-C raises
+    ``KeyboardInterrupt`` in the sweep (which ends its runs KILLED, sums up on the parent and raises
+    ``SweepInterrupted``: the resume command is printed here); a second one exits at once, with code 130."""
+
+    def again(signum: int, frame: Any) -> None:
+        print(f"\n{PROG}: interrupted again: exiting now; resume the sweep with {PROG} resume and the sweep "
+              "folder printed above", file=sys.stderr, flush=True)  # fmt: skip
+        os._exit(130)
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, again)
+        print(f"\n{PROG}: stopping the sweep (Ctrl-C again exits at once)", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    except KeyboardInterrupt as error:
+        if hasattr(error, "summary"):  # a SweepInterrupted: the sweep said what finished and how to resume
+            print(f"{PROG}: {error.summary}", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def print_estimate(estimate: Any, space_file: str) -> None:
@@ -222,8 +267,15 @@ def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (naming the flag, and where to look), exit 2: no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Sweeps over the DSPy Bible QA program.")
+    parser = _OneLineErrors(prog=PROG, description="Sweeps over the DSPy Bible QA program.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs too")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -267,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
     add_lm_flags(run)
     run.set_defaults(handler=_run)
+
+    resume = commands.add_parser("resume", help="finish a stopped sweep, in the same parent run")
+    resume.add_argument("sweep_dir", help="the sweep folder (under --storage, e.g. sweeps_results/sweep_...)")
+    resume.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
+    resume.set_defaults(handler=_resume)
 
     pick = commands.add_parser("pick", help="print the winning run (and ask it a question)")
     _add_tracking_flags(pick)

@@ -14,7 +14,8 @@ Order of work:
 4. ``sweeps.finalize``: pick the winner, score it once on test, log the summary, plots and model on the parent.
 
 From step 2 on, whatever stops the sweep leaves the parent with a final status: FINISHED, FAILED with the
-error in its ``error`` tag, or KILLED on ``KeyboardInterrupt`` (re-raised).
+error in its ``error`` tag, or KILLED on ``KeyboardInterrupt`` (re-raised as ``SweepInterrupted``, a
+``KeyboardInterrupt`` that names the folder to resume; ``sweeps.resume`` continues it).
 
 Example::
 
@@ -27,14 +28,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
+from bibleqa.local_lm import serving_pid
 from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params, source_tags
 from sweeps.finalize import finalize_sweep
 from sweeps.mlflow_view import save_trials_view
@@ -47,8 +50,10 @@ from sweeps.options import (
     SweepOptions,
 )
 from sweeps.plan import LMs, ParentRun, SweepPlan, plan_sweep
+from sweeps.processes import record_processes, start_record
 from sweeps.result import SweepResult
-from sweeps.sweep_folder import create_sweep_folder, sweep_log, sweep_name
+from sweeps.stopped import SweepInterrupted, sum_up_stopped
+from sweeps.sweep_folder import create_sweep_folder, sweep_log, sweep_name, write_parent
 from sweeps.tune_run import run_trials
 
 logger = logging.getLogger(__name__)
@@ -132,18 +137,47 @@ def _run(plan: SweepPlan, echo: Callable[[str], None], status_every: float | Non
         tags = {"run_type": "sweep", "sweep_dir": str(folder), **source_tags()}
         run = client.create_run(experiment_id, run_name=name, tags=tags)
         parent = ParentRun(experiment_id, run.info.run_id, name, folder)
-        try:  # from here on, whatever stops the sweep leaves the parent run with a final status
+        with ends_parent_run(client, plan, parent):  # whatever stops the sweep, the parent gets a final status
+            write_parent(parent, plan.tracking_uri)
+            record_driver(folder, plan)
             log_batch(parent.run_id, params=_parent_params(plan), client=client)
             save_trials_view(client, experiment_id, parent.run_id, plan.space.metric, plan.space.mode)
-            echo(f"sweep {name}: {plan.options.trials} trials, {plan.lm.slots} LM slot(s), parent run {parent.run_id}")
-            records, slot_stats = run_trials(plan, parent, log_handler, echo, status_every)
+            echo(f"sweep {name}: {plan.options.trials} trials, {plan.lm.slots} LM slot(s), parent run {parent.run_id}, "
+                 f"folder {folder}")  # fmt: skip
+            records, slot_stats = run_trials(plan, parent, log_handler, echo, status_every=status_every)
             result = finalize_sweep(client, plan, parent, records, slot_stats)
-        except BaseException as error:
-            client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
-            client.set_terminated(parent.run_id, status="KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
-            raise
-        client.set_terminated(parent.run_id, status="FINISHED")
     return result
+
+
+def record_driver(folder: Path, plan: SweepPlan) -> None:
+    """Record this process as the sweep's driver, and the bundled LM server if this process started it, so
+    that a resume can stop them if this process dies (``sweeps.processes``)."""
+    start_record(folder)
+    pid = serving_pid(plan.lm.lm_base)
+    if pid is not None:
+        record_processes(folder, "bundled LM", [pid])
+
+
+@contextlib.contextmanager
+def ends_parent_run(client: Any, plan: SweepPlan, parent: ParentRun) -> Iterator[None]:
+    """Whatever stops the block, the parent run ends with a final status: FINISHED; KILLED on Ctrl-C, after
+    a summary of what finished (``sweeps.stopped``; re-raised as ``SweepInterrupted``, which names the
+    resume command); FAILED on any other error, in its ``error`` tag (re-raised)."""
+    try:
+        yield
+    except KeyboardInterrupt as error:
+        client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        try:
+            summary = sum_up_stopped(client, parent, plan.options.trials)
+        finally:
+            client.set_terminated(parent.run_id, status="KILLED")
+        logger.info("%s", summary)
+        raise SweepInterrupted(parent.sweep_dir, summary) from error
+    except BaseException as error:
+        client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        client.set_terminated(parent.run_id, status="FAILED")
+        raise
+    client.set_terminated(parent.run_id, status="FINISHED")
 
 
 def _parent_params(plan: SweepPlan) -> dict[str, Any]:

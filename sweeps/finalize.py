@@ -36,6 +36,7 @@ from sweeps.plan import ParentRun, SweepPlan
 from sweeps.records import TrialRecord
 from sweeps.result import PROGRAM_FILE, SweepResult
 from sweeps.run_names import model_name
+from sweeps.study_store import has_study, load_study
 from sweeps.summary import Certainty, certainty, summary_markdown, trial_rows, write_plots
 from sweeps.trial_config import TrialConfig
 from sweeps.verdict import LoggedModelLink, verdict_tags
@@ -173,7 +174,8 @@ def _log_artifacts(
         notes=result.notes,
     )
     (folder / "summary.md").write_text(markdown, encoding="utf-8")
-    files = [folder / "trials.csv", folder / "summary.md", *write_plots(records, plan.space, folder)]
+    study = load_study(folder, result.sweep_name) if has_study(folder) else None  # the search's own, resumes included
+    files = [folder / "trials.csv", folder / "summary.md", *write_plots(records, plan.space, folder, study)]
     if ranked:
         (folder / PROGRAM_FILE).write_text(ranked[0].artifacts[PROGRAM_FILE], encoding="utf-8")
         files.append(folder / PROGRAM_FILE)

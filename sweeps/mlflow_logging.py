@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         echo: Callable[[str], None] | None = None,
         objective: str = "theological_match_score",
         mode: str = "max",
+        past: Sequence[TrialRecord] = (),
     ):
         super().__init__(tracking_uri=tracking_uri)
         self.experiment_id = experiment_id
@@ -64,11 +65,15 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         self.total_trials = total_trials
         self.echo = echo or (lambda line: None)
         self.records: dict[str, TrialRecord] = {}
-        self._finished = 0
+        # Trials that ended before a resume count in the progress line, and in the best-so-far history.
+        self._finished = len(past)
         self.objective, self.mode = objective, mode
         self._best: float | None = None
         self._history_steps = 0  # finished trials with the objective so far: the history's last step
         self._source_tags = source_tags()
+        for record in past:
+            if record.status == "FINISHED":
+                self._improve_best(record)
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         self.mlflow_util.setup_mlflow(
@@ -143,15 +148,21 @@ class SweepMLflowCallback(MLflowLoggerCallback):
 
     def _log_best_so_far(self, record: TrialRecord) -> None:
         """``best_<objective>`` on the parent at the next step: the best objective of the finished trials."""
+        if self._improve_best(record):
+            self._client.log_metric(
+                self.parent_run_id, f"best_{self.objective}", self._best, int(time.time() * 1000), self._history_steps
+            )
+
+    def _improve_best(self, record: TrialRecord) -> bool:
+        """Take a finished trial into the best so far and the history's step count; ``False`` when it has no
+        objective (no step)."""
         value = record.metrics.get(self.objective)
         if value is None:
-            return
+            return False
         if self._best is None or (value > self._best if self.mode == "max" else value < self._best):
             self._best = value
         self._history_steps += 1
-        self._client.log_metric(
-            self.parent_run_id, f"best_{self.objective}", self._best, int(time.time() * 1000), self._history_steps
-        )
+        return True
 
     def _end(self, record: TrialRecord, status: str) -> None:
         record.status = status

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,10 +69,21 @@ def one_lm(lm: LMs) -> LMSettings:
     return endpoints[0]
 
 
+def check_storage(storage: str) -> None:
+    """Raise ``UserError`` unless the sweep folders can be made under ``storage`` (nothing is created)."""
+    path = Path(storage).resolve()
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not existing.is_dir():
+        raise UserError(f"--storage {storage}: {existing} is a file, not a folder; pass a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--storage {storage}: {existing} is not writable; pass a writable folder")
+
+
 def plan_sweep(space: str | Path | Mapping[str, Any], lm: LMs, options: SweepOptions) -> SweepPlan:
     """Check every input of a sweep; see the module docstring.  Lowers MLflow's HTTP retries and timeout for
     this process (``bibleqa.tracking.configure_mlflow_http``), so that an unreachable server fails in seconds."""
     configure_mlflow_http()
+    check_storage(options.storage)
     endpoint = one_lm(lm)
     dataset = load_dataset(options.data)
     checked = load_space(space, train_split_size=len(dataset.train), n_ctx=endpoint.n_ctx)

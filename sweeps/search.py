@@ -76,12 +76,33 @@ def suggest(trial: Any, param: Param) -> Any:
     return trial.suggest_categorical(param.name, list(param.choices))
 
 
-def make_searcher(space: SearchSpace, *, algorithm: str, seed: int, n_startup_trials: int) -> OptunaSearch:
-    """Ray Tune's ``OptunaSearch`` over ``space``: seeded TPE, or seeded random search (the baseline)."""
+def make_searcher(
+    space: SearchSpace,
+    *,
+    algorithm: str,
+    seed: int,
+    n_startup_trials: int,
+    storage: optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+    sampler_seed: int | None = None,
+) -> OptunaSearch:
+    """Ray Tune's ``OptunaSearch`` over ``space``: seeded TPE, or seeded random search (the baseline).
+
+    ``storage`` and ``study_name`` keep the study in a persistent store (``sweeps.study_store``); Ray creates
+    it with ``load_if_exists=True``, so a second searcher on the same store continues the study.  The
+    sampler draws from ``sampler_seed`` (default ``seed``; a resumed sweep passes a new one), while the
+    trials' own ``seed`` stays the sweep's."""
     if algorithm not in SAMPLERS:
         raise ValueError(f"search algorithm {algorithm!r} is not one of {', '.join(SEARCH_ALGORITHMS)}")
-    sampler = SAMPLERS[algorithm](seed, n_startup_trials)
-    return OptunaSearch(space=DefineByRunSpace(space, seed), metric=space.metric, mode=space.mode, sampler=sampler)
+    sampler = SAMPLERS[algorithm](seed if sampler_seed is None else sampler_seed, n_startup_trials)
+    return OptunaSearch(
+        space=DefineByRunSpace(space, seed),
+        metric=space.metric,
+        mode=space.mode,
+        sampler=sampler,
+        storage=storage,
+        study_name=study_name,
+    )
 
 
 def distribution(param: Param) -> optuna.distributions.BaseDistribution:

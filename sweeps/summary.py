@@ -192,11 +192,14 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_plots(records: list[TrialRecord], space: SearchSpace, directory: Path) -> list[Path]:
+def write_plots(
+    records: list[TrialRecord], space: SearchSpace, directory: Path, study: optuna.Study | None = None
+) -> list[Path]:
     """Optimization history, parameter importances and parallel coordinates as PNGs (skipped, with a log
-    line, when there are too few finished trials for one).  The warnings Optuna gives while it draws
-    (experimental plots, importances from few trials) go to the debug log, not the console."""
-    study = plotted_study(records, space)
+    line, when there are too few finished trials for one), of ``study`` (the sweep's persisted study), else
+    of one built from the records.  The warnings Optuna gives while it draws (experimental plots,
+    importances from few trials) go to the debug log, not the console."""
+    study = study or plotted_study(records, space)
     written = []
     plots = {
         "optimization_history.png": optuna_plots.plot_optimization_history,

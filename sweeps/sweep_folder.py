@@ -3,6 +3,9 @@
 - ``space.yaml``: the space as validated (a file's own text, or a mapping written out);
 - ``sweep.json``: the options, the seed, the LM settings (no key: it lives only in the environment), the
   space's name and hash;
+- ``parent.json``: the parent run, its experiment and the tracking URI, once the parent run exists;
+- ``study.log``: the Optuna study, as the search writes it (``sweeps.study_store``);
+- ``processes.json``: the driver's PID and what it started (``sweeps.processes``);
 - ``sweep.log``: every log line of the sweep, the libraries' included.  ``sweep_log`` sends them there for
   the length of a ``with`` block and puts every logger back as it found it afterwards: Ray's, MLflow's,
   Optuna's and DSPy's own console handlers are set aside meanwhile, so no library line reaches the console.
@@ -25,12 +28,15 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from sweeps.plan import SweepPlan
+from sweeps.plan import ParentRun, SweepPlan
 
 LIBRARY_LOGGERS = ("ray", "mlflow", "optuna", "dspy", "LiteLLM", "litellm", "httpx", "alembic", "urllib3", "bm25s",
                    "matplotlib", "filelock")  # fmt: skip
 """The libraries whose log lines go to ``sweep.log`` only, while a sweep runs."""
 OWN_LOGGERS = ("bibleqa", "sweeps")
+SETTINGS_FILE = "sweep.json"
+PARENT_FILE = "parent.json"
+SPACE_FILE = "space.yaml"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -43,16 +49,30 @@ def create_sweep_folder(plan: SweepPlan, name: str) -> Path:
     """Make ``<storage>/<name>`` (it must not exist) and write ``space.yaml`` and ``sweep.json`` into it."""
     folder = Path(plan.options.storage).resolve() / name
     folder.mkdir(parents=True, exist_ok=False)
-    (folder / "space.yaml").write_text(plan.space.text, encoding="utf-8")
+    (folder / SPACE_FILE).write_text(plan.space.text, encoding="utf-8")
+    options = asdict(plan.options)
+    if options["data"]:  # a resume may start in another directory
+        options["data"] = str(Path(options["data"]).resolve())
     settings = {
-        "options": asdict(plan.options),
+        "options": options,
         "seed": plan.seed,
         "lm": asdict(plan.lm),
         "space_name": plan.space.name,
         "space_sha256": plan.space.sha256,
     }
-    (folder / "sweep.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
     return folder
+
+
+def write_parent(parent: ParentRun, tracking_uri: str) -> None:
+    """Write ``parent.json``: where the sweep's parent run is (its study has the sweep's name)."""
+    record = {
+        "run_id": parent.run_id,
+        "experiment_id": parent.experiment_id,
+        "sweep_name": parent.sweep_name,
+        "tracking_uri": tracking_uri,
+    }
+    (parent.sweep_dir / PARENT_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
 def log_file_handler(path: Path) -> logging.Handler:

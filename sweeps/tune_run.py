@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from ray import tune
 
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
+from sweeps.processes import descendants, record_processes
 from sweeps.progress import Progress, StatusLines, one_line_at_a_time
 from sweeps.records import TrialRecord
 from sweeps.search import make_searcher
 from sweeps.slots import LMSlots, affinity_for
+from sweeps.study_store import study_storage
 from sweeps.sweep_folder import libraries_logging_to
 from sweeps.trial import SweepContext, run_trial
 
@@ -51,21 +54,41 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
+@dataclass(frozen=True)
+class TrialBudget:
+    """What this Tuner runs: ``trials`` new trials, after the ``past`` counted ones (a resumed sweep), its
+    sampler seeded with ``sampler_seed`` (``None``: the sweep's seed), as Tune experiment ``session`` (0 for
+    the first run, 1 for the first resume, ...)."""
+
+    trials: int
+    past: tuple[TrialRecord, ...] = ()
+    sampler_seed: int | None = None
+    session: int = 0
+
+    @property
+    def finished(self) -> int:
+        """The trials counted before this Tuner."""
+        return len(self.past)
+
+
 def run_trials(
     plan: SweepPlan,
     parent: ParentRun,
     log_handler: logging.Handler,
     echo: Callable[[str], None],
     status_every: float | None = None,
+    budget: TrialBudget | None = None,
 ) -> tuple[list[TrialRecord], dict[str, float]]:
-    """Run the trials with Tune; return their records and the slot figures.  Every trial that started ends
-    with a final status, even when the sweep stops early (time budget, Ctrl-C, a crash): then KILLED.
+    """Run the trials with Tune (``budget``, default: the sweep's whole budget); return their records and
+    the slot figures.  Every trial that started ends with a final status, even when the sweep stops early
+    (time budget, Ctrl-C, a crash): then KILLED.  The search continues the study in the sweep folder.
     ``echo`` gets a line per finished trial and, with ``status_every``, a status line (``sweeps.progress``)
     every ``status_every`` seconds while the trials run."""
     echo = one_line_at_a_time(echo)
+    budget = budget or TrialBudget(plan.options.trials)
     namespace = f"bibleqa-{parent.sweep_dir.name}"
-    with _ray(plan, namespace) as started:
-        logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", plan.options.trials)
+    with _ray(plan, namespace, parent.sweep_dir) as started:
+        logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", budget.trials)
         actor_name = f"lm-slots-{parent.sweep_dir.name}"
         slots_actor = LMSlots.options(name=actor_name, namespace=namespace).remote(
             plan.lm.slots, affinity_for(plan.lm.slots)
@@ -79,6 +102,7 @@ def run_trials(
             echo=echo,
             objective=plan.space.metric,
             mode=plan.space.mode,
+            past=budget.past,
         )
         context = SweepContext(
             lm_settings=plan.lm,
@@ -90,13 +114,13 @@ def run_trials(
         started = time.monotonic()
 
         def progress() -> Progress:
-            return _progress(plan, callback, ray.get(slots_actor.stats.remote(), timeout=10), started)
+            return _progress(plan, callback, ray.get(slots_actor.stats.remote(), timeout=10), started, budget)
 
         try:
             # Ray sets up its own console handlers as it starts: back to the sweep log with them.
             status = StatusLines(progress, echo, status_every) if status_every else contextlib.nullcontext()
             with libraries_logging_to(log_handler, ["ray"]), _environment(TUNE_ENVIRONMENT), status:
-                _tuner(plan, parent, callback, context).fit()
+                _tuner(plan, parent, callback, context, budget).fit()
             slot_stats = ray.get(slots_actor.stats.remote())
         finally:
             callback.close_open_runs()
@@ -104,14 +128,17 @@ def run_trials(
     return list(callback.records.values()), slot_stats
 
 
-def _progress(plan: SweepPlan, callback: SweepMLflowCallback, slot_stats: dict[str, float], started: float) -> Progress:
-    """Where the trials stand, from the callback's records (read from the status thread: a copy first)."""
+def _progress(
+    plan: SweepPlan, callback: SweepMLflowCallback, slot_stats: dict[str, float], started: float, trials: TrialBudget
+) -> Progress:
+    """Where the trials stand, from the callback's records (read from the status thread: a copy first) and
+    the trials counted before a resume."""
     statuses = [record.status for record in list(callback.records.values())]
     elapsed = time.monotonic() - started
     budget = plan.options.time_budget
     return Progress(
         total=plan.options.trials,
-        done=sum(status != "RUNNING" for status in statuses),
+        done=trials.finished + sum(status != "RUNNING" for status in statuses),
         failed=sum(status == "FAILED" for status in statuses),
         running=statuses.count("RUNNING"),
         lm_calls=int(slot_stats["lm_calls_through_slots"]),
@@ -120,15 +147,24 @@ def _progress(plan: SweepPlan, callback: SweepMLflowCallback, slot_stats: dict[s
     )
 
 
-def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, context: SweepContext) -> tune.Tuner:
+def _tuner(
+    plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, context: SweepContext, budget: TrialBudget
+) -> tune.Tuner:
     options = plan.options
+    searcher = make_searcher(
+        plan.space,
+        algorithm=options.search,
+        seed=plan.seed,
+        n_startup_trials=options.n_startup_trials,
+        storage=study_storage(parent.sweep_dir),
+        study_name=parent.sweep_name,
+        sampler_seed=budget.sampler_seed,
+    )
     return tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": options.trial_cpus}),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(
-                plan.space, algorithm=options.search, seed=plan.seed, n_startup_trials=options.n_startup_trials
-            ),
-            num_samples=options.trials,
+            search_alg=searcher,
+            num_samples=budget.trials,
             max_concurrent_trials=plan.lm.slots + EXTRA_TRIALS,
             time_budget_s=options.time_budget,
             trial_dirname_creator=trial_dirname,
@@ -137,7 +173,8 @@ def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, co
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=parent.sweep_dir.name,
+            # A resume is a new Tune experiment (never Tuner.restore: it re-runs finished trials).
+            name=parent.sweep_dir.name + (f"_resume{budget.session}" if budget.session else ""),
             storage_path=str(parent.sweep_dir / "ray"),
             callbacks=[callback],
             verbose=0,
@@ -147,8 +184,10 @@ def _tuner(plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, co
 
 
 @contextlib.contextmanager
-def _ray(plan: SweepPlan, namespace: str) -> Iterator[bool]:
-    """Join the Ray this process already runs, or start one and stop it after; yields whether it started."""
+def _ray(plan: SweepPlan, namespace: str, folder: Path) -> Iterator[bool]:
+    """Join the Ray this process already runs, or start one and stop it after; yields whether it started.
+    A local instance it starts is recorded in the sweep folder, so that a resume can stop it if this
+    process dies without stopping it."""
     if ray.is_initialized():
         yield False
         return
@@ -160,10 +199,24 @@ def _ray(plan: SweepPlan, namespace: str) -> Iterator[bool]:
         logging_level=logging.ERROR,
         runtime_env={"env_vars": WORKER_ENVIRONMENT},
     )
+    if not plan.options.address:
+        record_processes(folder, "ray", _ray_pids())
     try:
         yield True
     finally:
         ray.shutdown()
+
+
+def _ray_pids() -> list[int]:
+    """The processes of the local Ray instance this process started (its GCS, raylet, ...) and those they
+    started already: when the driver is SIGKILLed, the GCS and raylet end with it, but the raylet's agents
+    (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) live on, orphaned (seen on Ray 2.60)."""
+    # Ray has no public accessor for the processes ray.init started; its node object holds them.
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None:
+        return []
+    started = [process.pid for _, process in node.live_processes()]
+    return [*started, *(child for pid in started for child in descendants(pid))]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,54 @@
+"""When a sweep stops before its end (Ctrl-C in ``bibleqa-sweep run``, or a second one): what the parent run
+says about it, and the command that resumes it.
+
+``sum_up_stopped`` counts the parent's child runs as MLflow holds them and logs, on the parent, ``n_trials``
+(the trials that ended on their own: FINISHED or FAILED), ``n_failed``, ``n_killed`` (stopped by the sweep:
+a resume replaces them) and the tag ``stopped_summary``, one sentence that ends with the resume command.
+
+Example::
+
+    >>> from pathlib import Path
+    >>> from sweeps.stopped import resume_command
+    >>> resume_command(Path("/tmp/sweeps_results/sweep_smoke_20260101_000000"))
+    'bibleqa-sweep resume /tmp/sweeps_results/sweep_smoke_20260101_000000'
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bibleqa.tracking import log_batch
+from sweeps.past_trials import child_runs
+from sweeps.plan import ParentRun
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the sweep in ``sweep_dir``; its parent run ended KILLED and it can be resumed."""
+
+    def __init__(self, sweep_dir: Path, summary: str):
+        super().__init__(summary)
+        self.sweep_dir = sweep_dir
+        self.summary = summary
+
+
+def resume_command(folder: Path) -> str:
+    """The command that resumes the sweep in ``folder``, ready to paste."""
+    return f"bibleqa-sweep resume {shlex.quote(str(folder))}"
+
+
+def sum_up_stopped(client: Any, parent: ParentRun, budget: int) -> str:
+    """Log on the parent what its trials came to, as MLflow holds them; return the sentence (also the
+    parent's ``stopped_summary`` tag)."""
+    statuses = Counter(run.info.status for run in child_runs(client, parent.experiment_id, parent.run_id))
+    counted = statuses["FINISHED"] + statuses["FAILED"]
+    summary = (
+        f"stopped after {counted} of {budget} trials ({statuses['FINISHED']} finished, {statuses['FAILED']} failed); "
+        f"{statuses['KILLED'] + statuses['RUNNING']} stopped under way will be run again; resume with: "
+        f"{resume_command(parent.sweep_dir)}"
+    )
+    metrics = {"n_trials": counted, "n_failed": statuses["FAILED"], "n_killed": statuses["KILLED"]}
+    log_batch(parent.run_id, metrics=metrics, tags={"stopped_summary": summary}, client=client)
+    return summary
