@@ -41,6 +41,7 @@ from bibleqa.lm import LMSettings, health_check
 from bibleqa.metrics import LOGGED_METRICS, BootstrapMetric
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, compile_program
 from bibleqa.program import build_program
+from bibleqa.samples import sample_predictions
 from bibleqa.tracing import dspy_traces
 from bibleqa.tracking import (
     DEFAULT_EXPERIMENT,
@@ -171,9 +172,11 @@ def compile_and_evaluate(
 
 
 def write_artifacts(directory: Path, program: Any, evaluation: Evaluation) -> list[Path]:
-    """Write ``sample_predictions.json``, ``question_scores.csv`` and ``program.json`` into ``directory``."""
+    """Write ``sample_predictions.json`` (``bibleqa.samples``), ``question_scores.csv`` and ``program.json`` into
+    ``directory``."""
     samples = directory / "sample_predictions.json"
-    samples.write_text(json.dumps(evaluation.sample_predictions(), indent=2, ensure_ascii=False), encoding="utf-8")
+    content = sample_predictions(evaluation.results)
+    samples.write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
     scores = directory / "question_scores.csv"
     rows = evaluation.question_rows()
     with scores.open("w", newline="", encoding="utf-8") as handle:

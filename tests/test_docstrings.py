@@ -23,6 +23,7 @@ MODULES = [
     "bibleqa.usage",
     "bibleqa.completion",
     "bibleqa.dspy_lm",
+    "bibleqa.samples",
     "sweeps.space",
     "sweeps.options",
     "sweeps.plan",

@@ -62,7 +62,8 @@ def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, m
         Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="sample_predictions.json",
                                                  tracking_uri=mlflow_server)).read_text()
     )  # fmt: skip
-    assert set(samples) == {"questions", "predictions", "ground_truth"} and len(samples["questions"]) == 6
+    assert {"questions", "predictions", "ground_truth", "scores", "sampling"} <= set(samples)
+    assert len(samples["questions"]) == 6  # fewer dev questions than a sample: all of them
 
     # A trace per dev question (LabeledFewShot's compile calls no LM); one opened: the answer the run scored.
     client = mlflow.MlflowClient(mlflow_server)
