@@ -31,8 +31,9 @@ from bibleqa.tracking import log_batch, log_program_model
 from sweeps.plan import ParentRun, SweepPlan
 from sweeps.records import TrialRecord
 from sweeps.result import PROGRAM_FILE, SweepResult
-from sweeps.summary import Certainty, certainty, summary_markdown, trial_rows, write_plots
+from sweeps.summary import Certainty, certainty, summary_markdown, write_plots
 from sweeps.trial_config import TrialConfig
+from sweeps.trials_table import trial_rows
 from sweeps.winner import rank_trials
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def finalize_sweep(
         pick_is_clear=bool(sure and sure.clear),
         slot_stats=slot_stats,
         notes=list(plan.notes),
-        trials=trial_rows(records),
+        trials=trial_rows(records, plan.space.metric, plan.space.mode),
     )
     if winner:
         result.best_run_id, result.best_trial_id = winner.run_id, winner.trial_id

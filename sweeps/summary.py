@@ -1,4 +1,5 @@
-"""The parent run's summary: how sure the pick is, ``trials.csv``'s rows, ``summary.md`` and plots.
+"""The parent run's summary: how sure the pick is, ``summary.md`` and plots (``trials.csv``'s rows are
+``sweeps.trials_table``'s).
 
 The winner comes by the rule in ``sweeps.winner``.  With about 70 dev questions two scores 0.1 apart can be
 noise, so the summary gives the winner's 95 % bootstrap interval on dev and a paired bootstrap against the
@@ -29,7 +30,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import optuna
-import pandas as pd
 from optuna.visualization import matplotlib as optuna_plots
 
 from bibleqa.metrics import SEED_TARGETS, TRACKED_METRICS
@@ -115,30 +115,6 @@ def certainty(winner: TrialRecord, runner_up: TrialRecord | None, metric: str, s
         share_runner_up_not_worse=float((paired <= 0).mean()),
         n_questions=len(ids),
     )
-
-
-def trial_rows(records: list[TrialRecord]) -> list[dict[str, Any]]:
-    """One row per trial: ids, status, every config param and every metric, named as everywhere else (the
-    rows of ``trials.csv`` and of ``SweepResult.trials_dataframe()``)."""
-    return [
-        {
-            "trial_id": record.trial_id,
-            "run_id": record.run_id,
-            "run_name": record.run_name,
-            "status": record.status,
-            "attempts": record.attempts,
-            "seconds": round(record.seconds, 1),
-            **record.trial.as_params(),
-            **record.metrics,
-            "error": record.error or "",
-        }
-        for record in records
-    ]
-
-
-def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
-    """``trial_rows`` as a DataFrame."""
-    return pd.DataFrame(trial_rows(records))
 
 
 def summary_markdown(

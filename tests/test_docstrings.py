@@ -30,6 +30,7 @@ MODULES = [
     "sweeps.trial_config",
     "sweeps.records",
     "sweeps.winner",
+    "sweeps.trials_table",
     "sweeps.summary",
     "sweeps.result",
     "sweeps.sweep_folder",

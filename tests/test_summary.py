@@ -24,7 +24,6 @@ from sweeps.summary import (
     question_scores,
     searched_params,
     summary_markdown,
-    trials_frame,
     write_plots,
 )
 from sweeps.trial_config import TrialConfig
@@ -221,21 +220,6 @@ def test_failed_trials_are_listed_with_their_error():
     nothing = summary_markdown(sweep_name="s", metric=METRIC, ranked=[], records=[failed], sure=None,
                                test_metrics={}, notes=[])  # fmt: skip
     assert nothing == "# s\n\n1 trials: 0 finished, 1 failed.\n\nNo trial finished, so there is no winner.\n"
-
-
-def test_trials_frame_has_one_row_per_trial_named_as_everywhere():
-    ok = record("a", [1.0, 0.0], lm_calls=7)
-    ok.seconds, ok.attempts = 12.34, 2
-    failed = trial_record("b", "run-b", "name-b", {"optimizer": "BootstrapFewShot", "max_rounds": 2}, "FAILED",
-                          error="HTTP 500")  # fmt: skip
-    frame = trials_frame([ok, failed])
-    assert list(frame["trial_id"]) == ["a", "b"]
-    first = frame.iloc[0]
-    assert [first[name] for name in ("run_id", "run_name", "status", "attempts")] == ["run-a", "name-a", "FINISHED", 2]
-    assert first["seconds"] == 12.3 and first["lm_calls"] == 7 and first[METRIC] == 0.5
-    assert first["num_examples"] == first["train_size"] and first["error"] == ""
-    assert frame.iloc[1]["optimizer"] == "BootstrapFewShot" and frame.iloc[1]["max_rounds"] == 2
-    assert frame.iloc[1]["error"] == "HTTP 500" and math.isnan(frame.iloc[0]["max_rounds"])  # not LabeledFewShot's
 
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
