@@ -29,9 +29,10 @@ from bibleqa.metrics import LOGGED_METRICS, TRACKED_METRICS
 from bibleqa.program import BibleQA, build_program
 from bibleqa.tracking import log_batch, log_program_model
 from sweeps.plan import ParentRun, SweepPlan
+from sweeps.plots import write_plots
 from sweeps.records import TrialRecord
 from sweeps.result import PROGRAM_FILE, SweepResult
-from sweeps.summary import Certainty, certainty, summary_markdown, write_plots
+from sweeps.summary import Certainty, certainty, summary_markdown
 from sweeps.trial_config import TrialConfig
 from sweeps.trials_table import trial_rows
 from sweeps.winner import rank_trials

@@ -32,6 +32,7 @@ MODULES = [
     "sweeps.winner",
     "sweeps.trials_table",
     "sweeps.summary",
+    "sweeps.plots",
     "sweeps.result",
     "sweeps.sweep_folder",
 ]
