@@ -45,6 +45,7 @@ class QuestionResult:
     scores: dict[str, float]
     error: str | None = None
     dropped_references: int = 0
+    category: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,12 @@ class Evaluation:
         return sum(result.dropped_references for result in self.results)
 
     def question_rows(self) -> list[dict[str, Any]]:
-        """One flat row per question: id, question, gold_answer, answer, references, dropped_references, error,
-        every metric."""
+        """One flat row per question: id, category, question, gold_answer, answer, references,
+        dropped_references, error, every metric."""
         return [
             {
                 "id": result.id,
+                "category": result.category,
                 "question": result.question,
                 "gold_answer": result.gold_answer,
                 "answer": result.answer,
@@ -79,15 +81,6 @@ class Evaluation:
             }
             for result in self.results
         ]
-
-    def sample_predictions(self, limit: int = 10) -> dict[str, list[Any]]:
-        """The seed's ``sample_predictions.json`` shape: ``questions``, ``predictions``, ``ground_truth``."""
-        chosen = self.results[:limit]
-        return {
-            "questions": [result.question for result in chosen],
-            "predictions": [result.answer for result in chosen],
-            "ground_truth": [result.gold_answer for result in chosen],
-        }
 
 
 def evaluate(program: Any, examples: list[Any], num_threads: int = 1) -> Evaluation:
@@ -132,4 +125,5 @@ def _score_one(program: Any, example: Any) -> QuestionResult:
         scores=scores,
         error=error,
         dropped_references=dropped_references(pred),
+        category=str(example.get("category", "")),
     )

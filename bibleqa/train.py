@@ -6,7 +6,9 @@ dev, log to MLflow.
 The run is named ``bible_qa_model_<YYYYmmdd_HHMMSS>`` in experiment ``dspy_bible_qa`` (tag
 ``run_type=train``).  It starts before compiling, so a run that fails midway is still recorded, as
 FAILED.  It logs the seed's params and the four metrics on dev, ``sample_predictions.json``,
-``question_scores.csv``, the compiled program as DSPy JSON state, and the program as an MLflow model.
+``question_scores.csv``, the compiled program as DSPy JSON state, and the program as an MLflow model.  The
+compile and the dev evaluation are traced (``bibleqa.tracing``): each program call is an MLflow trace of the
+run.
 
 Example::
 
@@ -39,6 +41,8 @@ from bibleqa.lm import LMSettings, health_check
 from bibleqa.metrics import LOGGED_METRICS, BootstrapMetric
 from bibleqa.optimizers import OPTIMIZER_PARAMS, canonical_optimizer, compile_program
 from bibleqa.program import build_program
+from bibleqa.samples import sample_predictions
+from bibleqa.tracing import dspy_traces
 from bibleqa.tracking import (
     DEFAULT_EXPERIMENT,
     ensure_experiment,
@@ -168,9 +172,11 @@ def compile_and_evaluate(
 
 
 def write_artifacts(directory: Path, program: Any, evaluation: Evaluation) -> list[Path]:
-    """Write ``sample_predictions.json``, ``question_scores.csv`` and ``program.json`` into ``directory``."""
+    """Write ``sample_predictions.json`` (``bibleqa.samples``), ``question_scores.csv`` and ``program.json`` into
+    ``directory``."""
     samples = directory / "sample_predictions.json"
-    samples.write_text(json.dumps(evaluation.sample_predictions(), indent=2, ensure_ascii=False), encoding="utf-8")
+    content = sample_predictions(evaluation.results)
+    samples.write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
     scores = directory / "question_scores.csv"
     rows = evaluation.question_rows()
     with scores.open("w", newline="", encoding="utf-8") as handle:
@@ -207,7 +213,8 @@ def run_training(
     name = run_name()
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={"run_type": "train"}) as run:
         log_batch(run.info.run_id, params=run_params(config, settings, dataset))
-        compiled, evaluation, figures = compile_and_evaluate(config, dataset, lm, adapter)
+        with dspy_traces():  # ends before the model is logged: nothing of it is pickled with the model
+            compiled, evaluation, figures = compile_and_evaluate(config, dataset, lm, adapter)
         metrics = {name: evaluation.metrics[name] for name in LOGGED_METRICS}
         log_batch(run.info.run_id, metrics={**metrics, "n_errors": evaluation.n_errors, **figures})
         with tempfile.TemporaryDirectory(prefix="bibleqa-train-") as scratch:

@@ -56,8 +56,9 @@ def check_result(result: sweeps.SweepResult, trials: int) -> None:
     with open(Path(result.sweep_dir) / "trials.csv", newline="", encoding="utf-8") as handle:
         columns = next(csv.reader(handle))
     check(list(frame.columns) == columns and len(frame) == trials, "trials_dataframe() is trials.csv's table")
-    check(columns[:6] == ["trial_id", "run_id", "run_name", "status", "attempts", "seconds"] and columns[-1] == "error",
-          "ids and status first, the error last")  # fmt: skip
+    lead = ["rank", SPACE["objective"]["metric"], "trial_id", "run_id", "run_name", "status", "attempts", "seconds"]
+    check(columns[:8] == lead and columns[-1] == "error", "the rank and the objective first, the error last")
+    check(frame.iloc[0]["run_id"] == result.best_run_id and frame.iloc[0]["rank"] == 1, "ranked: the winner first")
     check(set(result.best_config) | set(TRACKED_METRICS) <= set(columns), "a column per param and metric")
     children = mlflow.MlflowClient(result.tracking_uri).search_runs(
         [result.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'"

@@ -33,12 +33,14 @@ from bibleqa.metrics import LOGGED_METRICS, TRACKED_METRICS
 from bibleqa.program import BibleQA, build_program
 from bibleqa.tracking import log_batch, log_program_model, source_tags
 from sweeps.plan import ParentRun, SweepPlan
+from sweeps.plots import write_plots
 from sweeps.records import TrialRecord
 from sweeps.result import PROGRAM_FILE, SweepResult
 from sweeps.run_names import model_name
 from sweeps.study_store import has_study, load_study
-from sweeps.summary import Certainty, certainty, summary_markdown, trial_rows, write_plots
+from sweeps.summary import Certainty, certainty, summary_markdown
 from sweeps.trial_config import TrialConfig
+from sweeps.trials_table import trial_rows
 from sweeps.verdict import LoggedModelLink, verdict_tags
 from sweeps.winner import rank_trials
 
@@ -71,7 +73,7 @@ def finalize_sweep(
         pick_is_clear=bool(sure and sure.clear),
         slot_stats=slot_stats,
         notes=list(plan.notes),
-        trials=trial_rows(records),
+        trials=trial_rows(records, plan.space.metric, plan.space.mode),
     )
     if winner:
         result.best_run_id, result.best_trial_id = winner.run_id, winner.trial_id

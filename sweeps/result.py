@@ -23,6 +23,7 @@ import pandas as pd
 
 from bibleqa.errors import BibleQAError
 from bibleqa.program import BibleQA, build_program
+from sweeps.trials_table import trials_frame
 
 PROGRAM_FILE = "program.json"
 
@@ -60,8 +61,8 @@ class SweepResult:
         return asdict(self)
 
     def trials_dataframe(self) -> pd.DataFrame:
-        """One row per trial, the same columns as ``trials.csv``."""
-        return pd.DataFrame(self.trials)
+        """One row per trial, ranked, the same columns as ``trials.csv`` (``sweeps.trials_table``)."""
+        return trials_frame(self.trials)
 
     def load_winner(self) -> BibleQA:
         """The winner's compiled DSPy program, read from the winner's own MLflow run: rebuilt from its config

@@ -1,4 +1,5 @@
-"""The parent run's summary: how sure the pick is, ``trials.csv``'s rows, ``summary.md`` and plots.
+"""The parent run's summary: how sure the pick is, and ``summary.md`` (``trials.csv``'s rows are
+``sweeps.trials_table``'s, the plots ``sweeps.plots``').
 
 The winner comes by the rule in ``sweeps.winner``.  With about 70 dev questions two scores 0.1 apart can be
 noise, so the summary gives the winner's 95 % bootstrap interval on dev and a paired bootstrap against the
@@ -21,21 +22,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
-import optuna
-import pandas as pd
-from optuna.visualization import matplotlib as optuna_plots
 
 from bibleqa.metrics import SEED_TARGETS, TRACKED_METRICS
 from sweeps.records import TrialRecord
-from sweeps.search import distribution
-from sweeps.space import Param, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -117,30 +109,6 @@ def certainty(winner: TrialRecord, runner_up: TrialRecord | None, metric: str, s
     )
 
 
-def trial_rows(records: list[TrialRecord]) -> list[dict[str, Any]]:
-    """One row per trial: ids, status, every config param and every metric, named as everywhere else (the
-    rows of ``trials.csv`` and of ``SweepResult.trials_dataframe()``)."""
-    return [
-        {
-            "trial_id": record.trial_id,
-            "run_id": record.run_id,
-            "run_name": record.run_name,
-            "status": record.status,
-            "attempts": record.attempts,
-            "seconds": round(record.seconds, 1),
-            **record.trial.as_params(),
-            **record.metrics,
-            "error": record.error or "",
-        }
-        for record in records
-    ]
-
-
-def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
-    """``trial_rows`` as a DataFrame."""
-    return pd.DataFrame(trial_rows(records))
-
-
 def summary_markdown(
     *,
     sweep_name: str,
@@ -190,67 +158,3 @@ def summary_markdown(
         lines += ["", "## Failed trials", ""]
         lines += [f"- {record.trial_id} ({record.trial.optimizer}): {record.error}" for record in failed]
     return "\n".join(lines) + "\n"
-
-
-def write_plots(
-    records: list[TrialRecord], space: SearchSpace, directory: Path, study: optuna.Study | None = None
-) -> list[Path]:
-    """Optimization history, parameter importances and parallel coordinates as PNGs (skipped, with a log
-    line, when there are too few finished trials for one), of ``study`` (the sweep's persisted study), else
-    of one built from the records.  The warnings Optuna gives while it draws (experimental plots,
-    importances from few trials) go to the debug log, not the console."""
-    study = study or plotted_study(records, space)
-    written = []
-    plots = {
-        "optimization_history.png": optuna_plots.plot_optimization_history,
-        "param_importances.png": optuna_plots.plot_param_importances,
-        "parallel_coordinates.png": optuna_plots.plot_parallel_coordinate,
-    }
-    for filename, plot in plots.items():
-        try:
-            with warnings.catch_warnings(record=True) as caught:  # to the log, not the console
-                warnings.simplefilter("always")
-                axes = plot(study)
-            for warning in caught:
-                logger.debug("%s: %s", filename, warning.message)
-            figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
-            figure.set_size_inches(10, 6)
-            figure.tight_layout()
-            figure.savefig(directory / filename, dpi=100)
-            plt.close(figure)
-            written.append(directory / filename)
-        except Exception as error:  # a plot must never fail a sweep
-            logger.info("skipped %s: %s", filename, error)
-    return written
-
-
-def plotted_study(records: list[TrialRecord], space: SearchSpace) -> optuna.Study:
-    """An Optuna study of the finished trials that report the objective, with the params the space
-    searches: what the plots draw."""
-    study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
-    for record in records:
-        if record.status != "FINISHED" or space.metric not in record.metrics:
-            continue
-        params = record.trial.as_params()
-        searched = searched_params(params, space)
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={name: params[name] for name in searched},
-                distributions={name: distribution(param) for name, param in searched.items()},
-                value=record.metrics[space.metric],
-            )
-        )
-    return study
-
-
-def searched_params(config: dict[str, Any], space: SearchSpace) -> dict[str, Param]:
-    """The params of ``config`` (flat, as ``TrialConfig.as_params``) that the space searches (not
-    constants), with their ``Param``."""
-    searched = {}
-    optimizer = config.get("optimizer")
-    if len(space.optimizers) > 1:
-        searched["optimizer"] = Param("optimizer", "choice", choices=tuple(space.optimizers))
-    for name, param in {**space.optimizers.get(optimizer, {}), **space.knobs}.items():
-        if not param.is_constant and name in config:
-            searched[name] = param
-    return searched

@@ -83,6 +83,9 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
     dataset = load_dataset(context.data)
     hooks = [SlotHook(context.slots_actor, context.slots_namespace)] if context.slots_actor else []
     lm = build_lm(settings, request_hooks=hooks)
+    # No DSPy tracing in a trial (unlike ``bibleqa train``): mlflow.dspy.autolog() calls dspy.settings.configure,
+    # which DSPy 3.4 allows only from the thread that first called it, and Tune runs each trial of a reused
+    # actor in a new thread, so the actor's second trial would raise.  See bibleqa.tracing.
     try:
         compiled, evaluation, figures = compile_and_evaluate(
             trial.to_train_config(context.eval_threads), dataset, lm, build_adapter(settings.model_format)

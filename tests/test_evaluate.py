@@ -106,7 +106,12 @@ def test_question_scores_csv_has_one_row_per_dev_question(fake_lm_server, tmp_pa
             assert row["error"] == "" and row["answer"] == example.answer and float(row["accuracy"]) == 1.0
             assert row["references"] == "John 3:16"
 
+    assert [row["category"] for row in rows] == [example.category for example in dev]
+
+    # Six questions, fewer than a sample: all of them, the five right ones first, then the failed one.
     samples = json.loads((tmp_path / "sample_predictions.json").read_text())
-    assert samples["questions"] == [example.question for example in dev]
-    assert samples["ground_truth"] == [example.answer for example in dev]
-    assert samples["predictions"][4] == "" and samples["predictions"][0] == dev[0].answer
+    right = [example for example in dev if example.question != failing]
+    assert samples["questions"] == [example.question for example in right] + [failing]
+    assert samples["ground_truth"] == [example.answer for example in right] + [dev[4].answer]
+    assert samples["predictions"] == [example.answer for example in right] + [""]
+    assert samples["outcomes"] == ["right"] * 5 + ["wrong"]

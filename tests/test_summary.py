@@ -9,23 +9,15 @@ import csv
 import io
 import math
 import statistics
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from bibleqa.related import DEFAULT_RELATED_PASSAGES
 from sweeps.records import TrialRecord
-from sweeps.space import load_space
 from sweeps.summary import (
     BOOTSTRAP_RESAMPLES,
     certainty,
-    plotted_study,
     question_scores,
-    searched_params,
     summary_markdown,
-    trials_frame,
-    write_plots,
 )
 from sweeps.trial_config import TrialConfig
 from sweeps.winner import rank_trials, winner_key
@@ -223,64 +215,6 @@ def test_failed_trials_are_listed_with_their_error():
     assert nothing == "# s\n\n1 trials: 0 finished, 1 failed.\n\nNo trial finished, so there is no winner.\n"
 
 
-def test_trials_frame_has_one_row_per_trial_named_as_everywhere():
-    ok = record("a", [1.0, 0.0], lm_calls=7)
-    ok.seconds, ok.attempts = 12.34, 2
-    failed = trial_record("b", "run-b", "name-b", {"optimizer": "BootstrapFewShot", "max_rounds": 2}, "FAILED",
-                          error="HTTP 500")  # fmt: skip
-    frame = trials_frame([ok, failed])
-    assert list(frame["trial_id"]) == ["a", "b"]
-    first = frame.iloc[0]
-    assert [first[name] for name in ("run_id", "run_name", "status", "attempts")] == ["run-a", "name-a", "FINISHED", 2]
-    assert first["seconds"] == 12.3 and first["lm_calls"] == 7 and first[METRIC] == 0.5
-    assert first["num_examples"] == first["train_size"] and first["error"] == ""
-    assert frame.iloc[1]["optimizer"] == "BootstrapFewShot" and frame.iloc[1]["max_rounds"] == 2
-    assert frame.iloc[1]["error"] == "HTTP 500" and math.isnan(frame.iloc[0]["max_rounds"])  # not LabeledFewShot's
-
-
-SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
-
-
-def test_searched_params_are_the_non_constant_ones():
-    space = load_space(SPACE)
-    config = {"optimizer": "BootstrapFewShot", "max_bootstrapped_demos": 2, "max_labeled_demos": 1, "max_rounds": 1}
-    config.update(
-        {"train_size": 8, "retrieval_k": 2, "chain_of_thought": False, "model_format": "completion", "seed": 7}
-    )
-    searched = searched_params(config, space)
-    assert set(searched) == {"optimizer", "max_bootstrapped_demos", "max_labeled_demos", "train_size", "retrieval_k"}
-    assert searched["optimizer"].choices == ("LabeledFewShot", "BootstrapFewShot")
-    labeled = {"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "train_size": 4}
-    assert set(searched_params(labeled, space)) == {"optimizer", "max_labeled_demos", "train_size"}
-
-
-def test_plots_are_written_for_finished_trials(tmp_path):
-    space = load_space(SPACE)
-    records = []
-    trials = [("LabeledFewShot", 1, 4, 0), ("LabeledFewShot", 3, 8, 2), ("BootstrapFewShot", 2, 4, 2)]
-    for index, (optimizer, demos, size, k) in enumerate([*trials, ("LabeledFewShot", 2, 8, 0)]):
-        config = {"optimizer": optimizer, "train_size": size, "retrieval_k": k, "seed": 7}
-        config.update({"max_labeled_demos": demos} if optimizer == "LabeledFewShot" else
-                      {"max_bootstrapped_demos": demos, "max_labeled_demos": 1, "max_rounds": 1})  # fmt: skip
-        records.append(trial_record(str(index), "r", "n", config, "FINISHED", {METRIC: index / 10}))
-    records.insert(0, trial_record("x", "r", "n", {"optimizer": "LabeledFewShot"}, "FAILED"))
-    records.insert(2, trial_record("y", "r", "n", {"optimizer": "LabeledFewShot", "train_size": 4}, "FINISHED", {}))
-    written = write_plots(records, space, tmp_path)
-    names = {path.name for path in written}
-    assert names == {"optimization_history.png", "param_importances.png", "parallel_coordinates.png"}
-    for path in written:
-        assert path.read_bytes().startswith(b"\x89PNG")
-
-    study = plotted_study(records, space)  # what the plots drew: the four finished trials with the objective
-    assert [trial.value for trial in study.trials] == [0.0, 0.1, 0.2, 0.3]
-    assert study.direction.name == "MAXIMIZE"
-    # related_passages is searched too: a trial whose config left it out ran with the default.
-    assert study.trials[2].params == {"optimizer": "BootstrapFewShot", "max_bootstrapped_demos": 2,
-                                      "max_labeled_demos": 1, "train_size": 4, "retrieval_k": 2,
-                                      "related_passages": DEFAULT_RELATED_PASSAGES}  # fmt: skip
-    assert plotted_study(records, replace(space, mode="min")).direction.name == "MINIMIZE"
-
-
 def test_the_whole_summary_as_a_person_reads_it():
     winner = trial_record(
         "w1", "run-w1", "name-w1",
@@ -377,19 +311,3 @@ def test_every_question_can_be_drawn_in_a_resample():
 def test_equal_trials_keep_the_trial_id_order_whatever_order_they_come_in():
     later, earlier = record("t2", [0.5, 0.5]), record("t1", [0.5, 0.5])
     assert [r.trial_id for r in rank_trials([later, earlier], METRIC, "max")] == ["t1", "t2"]
-
-
-def test_searched_params_for_a_single_optimizer_space_and_an_unknown_optimizer(tmp_path):
-    path = tmp_path / "one.yaml"
-    path.write_text(
-        "optimizers:\n  LabeledFewShot:\n    max_labeled_demos: {int: [1, 3]}\nretrieval_k: {choice: [0, 2]}\n"
-    )
-    space = load_space(path)
-    assert set(searched_params({"optimizer": "LabeledFewShot", "max_labeled_demos": 2, "retrieval_k": 0}, space)) == {
-        "max_labeled_demos",
-        "retrieval_k",
-    }  # one optimizer: it is not searched
-    assert set(searched_params({"optimizer": "MIPROv2", "retrieval_k": 2}, space)) == {"retrieval_k"}
-    both = load_space(SPACE)
-    optimizer = searched_params({"optimizer": "LabeledFewShot"}, both)["optimizer"]
-    assert (optimizer.name, optimizer.kind) == ("optimizer", "choice")

@@ -182,8 +182,11 @@ def test_the_parent_names_the_winner_by_the_rule(sweep):
                                                          tracking_uri=uri)).read_text()  # fmt: skip
     assert "How sure is the pick?" in summary_md and "> 0.80" in summary_md
     assert f"## Winner: trial {winner.data.tags['trial_id']} (run {winner.info.run_id})" in summary_md
+    assert "param_importances.png" not in artifacts  # 6 trials: importances from so few would be noise
     trials_csv = Path(summary.sweep_dir, "trials.csv").read_text().splitlines()
-    assert len(trials_csv) == 7 and trials_csv[0].startswith("trial_id,run_id")
+    assert len(trials_csv) == 7 and trials_csv[0].startswith("rank,theological_match_score,trial_id,run_id")
+    assert trials_csv[1].startswith(f"1,{summary.best_metrics['theological_match_score']},")
+    assert trials_csv[1].split(",")[3] == summary.best_run_id
 
 
 def winners_program(sweep: Sweep) -> Any:

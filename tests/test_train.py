@@ -1,5 +1,6 @@
 """bibleqa.train: one tracked run against the real bundled LM, with a real ``mlflow server`` and with the
-local SQLite store; and ``bibleqa train``'s flags reaching the run's params, against a scripted FAKE LM."""
+local SQLite store; ``bibleqa train``'s flags reaching the run's params, and the run's DSPy traces of its
+compile and evaluation, against a scripted FAKE LM."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import dspy
 import mlflow
 import pytest
 
+from bibleqa.dataset import load_dataset
 from bibleqa.lm import LMSettings
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.train import TrainConfig, run_training
-from tests.fakes import EVERY_FIELD_ANSWER, chat_body
+from tests.fakes import EVERY_FIELD_ANSWER, chat_body, completion_body
 from tests.helpers import SEED_COMPARISON, small_data
 
 CONFIG = TrainConfig(optimizer="LabeledFewShot", train_size=4, max_labeled_demos=2, retrieval_k=1)
@@ -30,7 +32,8 @@ CONFIG = TrainConfig(optimizer="LabeledFewShot", train_size=4, max_labeled_demos
 def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, monkeypatch):
     settings = LMSettings(lm_base=local_lm.base_url, lm_model=local_lm.model, model_format="completion",
                           server="bundled", slots=1, n_ctx=local_lm.n_ctx)  # fmt: skip
-    result = run_training(CONFIG, settings, data=str(small_data(tmp_path)), tracking_uri=mlflow_server)
+    data = small_data(tmp_path)
+    result = run_training(CONFIG, settings, data=str(data), tracking_uri=mlflow_server)
     run = mlflow.MlflowClient(mlflow_server).get_run(result.run_id)
 
     assert re.fullmatch(r"bible_qa_model_\d{8}_\d{6}", run.info.run_name)
@@ -59,7 +62,22 @@ def test_a_run_against_a_real_mlflow_server(local_lm, mlflow_server, tmp_path, m
         Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="sample_predictions.json",
                                                  tracking_uri=mlflow_server)).read_text()
     )  # fmt: skip
-    assert set(samples) == {"questions", "predictions", "ground_truth"} and len(samples["questions"]) == 6
+    assert {"questions", "predictions", "ground_truth", "scores", "sampling"} <= set(samples)
+    assert len(samples["questions"]) == 6  # fewer dev questions than a sample: all of them
+
+    # A trace per dev question (LabeledFewShot's compile calls no LM); one opened: the answer the run scored.
+    client = mlflow.MlflowClient(mlflow_server)
+    traces = client.search_traces(locations=[run.info.experiment_id], run_id=result.run_id, max_results=100)
+    dev = [item.question for item in load_dataset(data).dev]
+    assert sorted(root_span(trace).inputs["question"] for trace in traces) == sorted(dev)
+    scores = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="question_scores.csv",
+                                                      tracking_uri=mlflow_server)).read_text()  # fmt: skip
+    first = next(csv.DictReader(io.StringIO(scores)))
+    trace = client.get_trace(
+        next(t.info.trace_id for t in traces if root_span(t).inputs["question"] == first["question"])
+    )
+    assert root_span(trace).outputs["answer"] == first["answer"]
+    assert [span.name for span in trace.data.spans].count("LM.__call__") == 1
 
     # The MLflow model loads and answers through a configured LM.
     mlflow.set_tracking_uri(mlflow_server)
@@ -122,3 +140,46 @@ def test_the_related_passages_flag_reaches_the_run_and_its_references(fake_lm_se
         references = row["references"].split("; ")
         assert references[0] == "Genesis 6:14"  # cited, then 1 retrieved (unless the same), then 7 related
         assert len(references) in (1 + 1 + 7, 1 + 7)
+
+
+def root_span(trace):
+    """The span of a trace that has no parent: the program call."""
+    (root,) = [span for span in trace.data.spans if span.parent_id is None]
+    return root
+
+
+@pytest.mark.slow
+def test_the_compile_and_the_evaluation_are_traced_under_the_run(fake_lm_server, tmp_path):
+    data = small_data(tmp_path, train=3, dev=4, test=1)
+    dataset = load_dataset(data)
+    fake = fake_lm_server([], answer=lambda request: (200, completion_body(" Noah\nReferences: Genesis 6:14")))
+    settings = LMSettings(lm_base=fake.base_url, lm_model="fake-model", model_format="completion", retries=0)
+    # BootstrapFewShot's teacher answers every train question during the compile: one trace each.
+    config = TrainConfig(optimizer="BootstrapFewShot", train_size=3, max_bootstrapped_demos=3, max_labeled_demos=0,
+                         retrieval_k=0, related_passages=0)  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_training(config, settings, data=str(data), tracking_uri=uri)
+
+    client = mlflow.MlflowClient(uri)
+    traces = client.search_traces(locations=[result.experiment_id], run_id=result.run_id, max_results=100)
+    asked = sorted(root_span(trace).inputs["question"] for trace in traces)
+    train = [item.question for item in dataset.train[:3]]
+    dev = [item.question for item in dataset.dev]
+    assert asked == sorted(train + dev)  # every call of the compile and of the dev pass, and nothing else
+    assert len(fake.requests) == len(asked)
+
+    # One dev trace, opened: the program's answer, and the LM call under it with the prompt the server got.
+    trace = client.get_trace(next(t.info.trace_id for t in traces if root_span(t).inputs["question"] == dev[0]))
+    assert root_span(trace).outputs["answer"] == "Noah"
+    lm_spans = [span for span in trace.data.spans if span.name == "LM.__call__"]
+    assert len(lm_spans) == 1 and dev[0] in json.dumps(lm_spans[0].inputs)
+    assert trace.info.request_metadata["mlflow.sourceRun"] == result.run_id
+
+    # MLflow's own compile and eval logging stay off: no extra run, no artifact or param of its own.
+    (run,) = client.search_runs([result.experiment_id])
+    assert run.info.run_id == result.run_id
+    artifacts = {entry.path for entry in client.list_artifacts(result.run_id)}
+    assert artifacts == {"sample_predictions.json", "question_scores.csv", "program.json"}
+    assert "trainset" not in run.data.params and "eval" not in run.data.metrics
+    # Autologging is off again, and nothing of it is left in DSPy's settings.
+    assert not [callback for callback in dspy.settings.callbacks if type(callback).__name__ == "MlflowCallback"]
