@@ -126,11 +126,18 @@ def served_models(lm_base: str, timeout: float = HEALTH_CHECK_TIMEOUT_S) -> list
     url = f"{lm_base.rstrip('/')}/models"
     try:
         response = requests.get(url, timeout=timeout, headers={"Authorization": f"Bearer {api_key()}"})
+    except requests.RequestException:
+        raise LMUnavailableError(
+            f"LM Studio is not reachable at {lm_base}: start its local server, or pass --lm local"
+        ) from None
+    try:
         response.raise_for_status()
         return [entry["id"] for entry in response.json().get("data", [])]
     except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError):
         raise LMUnavailableError(
-            f"LM Studio is not reachable at {lm_base}: start its local server, or pass --lm local"
+            f"{lm_base} answers, but not as an OpenAI-compatible LM server (GET {url} gave HTTP "
+            f"{response.status_code}, {response.headers.get('Content-Type') or 'no content type'}): pass the "
+            "server's base URL, ending in /v1, or --lm local"
         ) from None
 
 

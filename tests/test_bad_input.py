@@ -66,11 +66,12 @@ CASES = [
      ["space.yaml: the space changed", "put the original back"]),
     # the LM
     ("lm-wrong-url", ["run", "{space}", "--lm-base", "http://127.0.0.1:{closed}/v1"], GOOD_SPACE,
-     ["127.0.0.1:{closed}", "--lm local"]),
+     ["LM Studio is not reachable at http://127.0.0.1:{closed}/v1", "--lm local"]),
     ("lm-not-a-url", ["run", "{space}", "--lm-base", "localhost:1234"], GOOD_SPACE,
      ["localhost:1234", "--lm-base http"]),
     ("lm-model-the-server-lacks", [*RUN, "--lm-model", "nosuch-model"], GOOD_SPACE, ["nosuch-model", "fake-model"]),
-    ("lm-not-openai-compatible", ["run", "{space}", "--lm-base", "{html}"], GOOD_SPACE, ["{html}", "--lm local"]),
+    ("lm-not-openai-compatible", ["run", "{space}", "--lm-base", "{html}"], GOOD_SPACE,
+     ["{html} answers, but not as an OpenAI-compatible LM server", "HTTP 200, text/html", "--lm local"]),
     # MLflow
     ("mlflow-malformed-uri", [*RUN, "--tracking-uri", "nosuch://where"], GOOD_SPACE,
      ["nosuch://where", "--tracking-uri"]),
