@@ -28,6 +28,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -252,6 +253,19 @@ def log_program_model(program: Any, name: str = "model", tags: dict[str, str] | 
     return mlflow.dspy.log_model(
         program, name=name, signature=program_signature(), tags=tags, pip_requirements=model_pip_requirements()
     )
+
+
+def load_program_state(program: Any, artifact_uri: str, tracking_uri: str) -> Any:
+    """Load ``program``'s DSPy JSON state from the MLflow artifact ``artifact_uri`` (``runs:/<run
+    id>/program.json``) of the store at ``tracking_uri``, never from a pickle; returns ``program``."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="bibleqa-state-") as scratch:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri, dst_path=scratch, tracking_uri=tracking_uri
+        )
+        program.load(str(path))
+    return program
 
 
 def log_batch(

@@ -20,9 +20,7 @@ Example::
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -33,7 +31,13 @@ from bibleqa.errors import BibleQAError, UserError
 from bibleqa.knobs import KNOB_DEFAULTS
 from bibleqa.lm import LMSettings, health_check
 from bibleqa.program import BibleQA, build_program
-from bibleqa.tracking import DEFAULT_EXPERIMENT, check_tracking, configure_mlflow_http, resolve_tracking_uri
+from bibleqa.tracking import (
+    DEFAULT_EXPERIMENT,
+    check_tracking,
+    configure_mlflow_http,
+    load_program_state,
+    resolve_tracking_uri,
+)
 from sweeps.winner import winner_key
 
 
@@ -165,12 +169,7 @@ def rank_runs(runs: list[Any], metric: str, mode: str) -> list[Any]:
 def ask(choice: Pick, question: str, settings: LMSettings) -> Any:
     """Answer ``question`` with the chosen run's program, rebuilt from its JSON state."""
     config = choice.config
-    program = program_from_params(config)
-    with tempfile.TemporaryDirectory(prefix="bibleqa-pick-") as scratch:
-        state = mlflow.artifacts.download_artifacts(
-            artifact_uri=choice.program_uri, dst_path=scratch, tracking_uri=choice.tracking_uri
-        )
-        program.load(str(Path(state)))
+    program = load_program_state(program_from_params(config), choice.program_uri, choice.tracking_uri)
     model_format = config.get("model_format") or settings.model_format
     settings = health_check(replace(settings, model_format=model_format))
     with lm_context(settings):

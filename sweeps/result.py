@@ -14,15 +14,14 @@ Example::
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import mlflow
 import pandas as pd
 
 from bibleqa.errors import BibleQAError
 from bibleqa.program import BibleQA, build_program
+from bibleqa.tracking import load_program_state
 from sweeps.trials_table import trials_frame
 
 PROGRAM_FILE = "program.json"
@@ -72,12 +71,7 @@ class SweepResult:
             raise NoWinner(f"sweep {self.sweep_name} has no finished trial, so there is no winner to load")
         config = self.best_config
         program = build_program(config["retrieval_k"], config["chain_of_thought"], config["related_passages"])
-        with tempfile.TemporaryDirectory(prefix="bibleqa-winner-") as scratch:
-            state = mlflow.artifacts.download_artifacts(
-                run_id=self.best_run_id, artifact_path=PROGRAM_FILE, dst_path=scratch, tracking_uri=self.tracking_uri
-            )
-            program.load(state)
-        return program
+        return load_program_state(program, f"runs:/{self.best_run_id}/{PROGRAM_FILE}", self.tracking_uri)
 
 
 @dataclass(frozen=True)
