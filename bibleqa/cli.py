@@ -16,10 +16,12 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 from bibleqa.errors import UserError
 from bibleqa.knobs import KNOB_DEFAULTS
 from bibleqa.lm import DEFAULT_LM_BASE, MODEL_FORMATS, LMSettings, lm_studio
+from bibleqa.lm_pool import read_lm_file
 from bibleqa.local_lm import DEFAULT_N_CTX, bundled_lm, serve_forever
 from bibleqa.tracking import DEFAULT_EXPERIMENT
 
@@ -27,8 +29,9 @@ LM_CHOICES = ("lmstudio", "local")
 QUIET_LOGGERS = ("dspy", "LiteLLM", "litellm", "httpx", "alembic", "urllib3", "bm25s", "optuna", "ray", "matplotlib")
 
 
-def add_lm_flags(parser: argparse.ArgumentParser) -> None:
-    """The LM flags every command that calls an LM shares."""
+def add_lm_flags(parser: argparse.ArgumentParser, pool: bool = False) -> None:
+    """The LM flags every command that calls an LM shares; with ``pool``, those of a pool of endpoints too
+    (``--lm-base`` repeated, ``--lm-file``)."""
     group = parser.add_argument_group("LM")
     group.add_argument(
         "--lm",
@@ -36,7 +39,18 @@ def add_lm_flags(parser: argparse.ArgumentParser) -> None:
         default="lmstudio",
         help="lmstudio: a running LM Studio server (default); local: start the bundled model",
     )
-    group.add_argument("--lm-base", default=None, help=f"LM server URL (default {DEFAULT_LM_BASE})")
+    group.add_argument(
+        "--lm-base",
+        action="append",
+        default=None,
+        help=f"LM server URL (default {DEFAULT_LM_BASE})" + ("; repeat it for a pool of servers" if pool else ""),
+    )
+    if pool:
+        group.add_argument(
+            "--lm-file",
+            default=None,
+            help="a YAML list of LM servers, '- url: ...' with optional model and slots each (see the README)",
+        )
     group.add_argument("--lm-model", default=None, help="model name on the server (default: its first model)")
     group.add_argument(
         "--model-format",
@@ -54,22 +68,39 @@ def add_lm_flags(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def lm_from_flags(args: argparse.Namespace) -> Iterator[LMSettings]:
     """Yield the LM the flags name, starting (and later stopping) the bundled server for ``--lm local``."""
+    with lm_pool_from_flags(args) as pool:
+        if len(pool) > 1:
+            raise UserError(f"--lm-base is given {len(pool)} times, but this command calls one LM server: pass one")
+        yield pool[0]
+
+
+@contextlib.contextmanager
+def lm_pool_from_flags(args: argparse.Namespace) -> Iterator[list[LMSettings]]:
+    """Yield the LM endpoints the flags name: each ``--lm-base`` (one LM Studio server when none), the
+    ``--lm-file`` entries, or the bundled server for ``--lm local``, started and later stopped."""
     call = {"temperature": args.temperature, "max_tokens": args.max_tokens, "timeout": args.timeout,
             "retries": args.retries, "cache": not args.no_cache}  # fmt: skip
+    lm_file = getattr(args, "lm_file", None)
+    if lm_file and args.lm_base:
+        raise UserError("--lm-file lists the LM servers, and so does --lm-base: drop one of them")
+    if lm_file and args.lm == "local":
+        raise UserError("--lm-file lists LM servers, but --lm local starts its own: drop one of them")
     if args.lm != "local":
-        yield lm_studio(
-            args.lm_model,
-            args.lm_base or DEFAULT_LM_BASE,
-            model_format=args.model_format or "chat",
-            **call,
-        )
+        if lm_file:
+            pool = read_lm_file(lm_file, model_format=args.model_format or "chat", **call)
+            if args.lm_model:
+                pool = [replace(endpoint, lm_model=endpoint.lm_model or args.lm_model) for endpoint in pool]
+            yield pool
+            return
+        yield [lm_studio(args.lm_model, base, model_format=args.model_format or "chat", **call)
+               for base in args.lm_base or [DEFAULT_LM_BASE]]  # fmt: skip
         return
     if args.lm_base:
         raise UserError("--lm-base names an LM server, but --lm local starts its own: drop one of them")
     if args.lm_model:
         raise UserError("--lm-model names a model on a server, but --lm local serves its own: drop --lm-model")
     with bundled_lm(model_format=args.model_format or "completion", **call) as lm:
-        yield lm
+        yield [lm]
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from bibleqa.cli import add_lm_flags, configure_logging, lm_from_flags, run_cli
+from bibleqa.cli import add_lm_flags, configure_logging, lm_from_flags, lm_pool_from_flags, run_cli
 from bibleqa.dataset import load_dataset
 from bibleqa.errors import BibleQAError, UserError
 from bibleqa.local_lm import DEFAULT_N_CTX
@@ -76,6 +76,7 @@ def _sweep_keywords(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "storage": args.storage,
         "register": args.register,
+        "allow_mixed_models": args.allow_mixed_models,
     }
 
 
@@ -85,8 +86,11 @@ def _run(args: argparse.Namespace) -> int:
     from sweeps.estimate import estimate_sweep
 
     keywords = _sweep_keywords(args)
+    if args.lm_file and keywords["concurrency"] is not None:
+        raise UserError(f"--concurrency sets every LM server's slots, but --lm-file {args.lm_file} gives each its "
+                        "own: drop --concurrency, or write the slots in the file")  # fmt: skip
     try:
-        with lm_from_flags(args) as lm:
+        with lm_pool_from_flags(args) as lm:
             if args.dry_run:
                 estimate = estimate_sweep(args.space_file, lm=lm, **keywords)
             else:
@@ -288,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a sweep")
     run.add_argument("space_file")
     run.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"number of trials (default {DEFAULT_TRIALS})")
-    run.add_argument("--concurrency", default="auto", help="LM slots: auto (1 for --lm local, 4 for LM Studio) or N")
+    run.add_argument(
+        "--concurrency",
+        default="auto",
+        help="LM slots of each LM server: auto (1 for --lm local, 4 for LM Studio, or the --lm-file's) or N",
+    )
+    run.add_argument(
+        "--allow-mixed-models",
+        action="store_true",
+        help="accept LM servers that serve different models (scores then depend on which server answered)",
+    )
     run.add_argument("--search", choices=SEARCH_ALGORITHMS, default=DEFAULT_SEARCH)
     run.add_argument(
         "--n-startup-trials",
@@ -317,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="validate, health-check and estimate; start nothing")
     run.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
-    add_lm_flags(run)
+    add_lm_flags(run, pool=True)
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="finish a stopped sweep, in the same parent run")

@@ -37,6 +37,7 @@ from typing import Any
 
 import mlflow
 
+from bibleqa.lm_pool import pool_params
 from bibleqa.local_lm import serving_pid
 from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params, source_tags
 from sweeps.finalize import finalize_sweep
@@ -77,6 +78,7 @@ def run_sweep(
     seed: int | None = None,
     storage: str = DEFAULT_STORAGE,
     register: str | None = None,
+    allow_mixed_models: bool = False,
     echo: Callable[[str], None] | None = None,
     status_every: float | None = None,
 ) -> SweepResult:
@@ -84,8 +86,11 @@ def run_sweep(
     its ``SweepResult``, whether every trial finished, some failed, or none did.
 
     ``lm`` is an ``LMSettings`` (``sweeps.lm_studio(...)``, or what ``sweeps.bundled_lm()`` yields), a list
-    holding one, or ``None`` for LM Studio at its default address.  The other keywords are the flags of
-    ``bibleqa-sweep run``: ``concurrency=None`` uses the LM's slots, ``seed=None`` the space's seed.
+    of them (a pool of LM servers that serve the same model; each request goes to one with a free slot), or
+    ``None`` for LM Studio at its default address.  The other keywords are the flags of
+    ``bibleqa-sweep run``: ``concurrency=None`` uses each endpoint's own slots (an int sets every
+    endpoint's), ``allow_mixed_models=True`` accepts a pool whose servers serve different models,
+    ``seed=None`` the space's seed.
     ``echo`` receives one line per finished trial (the CLI passes ``print``) and, with ``status_every``, a
     status line every ``status_every`` seconds while the trials run (``sweeps.progress``; the CLI asks for
     one every 30 s when its output is a terminal).
@@ -117,6 +122,7 @@ def run_sweep(
         seed=seed,
         storage=storage,
         register=register,
+        allow_mixed_models=allow_mixed_models,
     )
     plan = plan_sweep(space, lm, options)
     return _run(plan, echo or (lambda line: None), status_every)
@@ -142,8 +148,8 @@ def _run(plan: SweepPlan, echo: Callable[[str], None], status_every: float | Non
             record_driver(folder, plan)
             log_batch(parent.run_id, params=_parent_params(plan), client=client)
             save_trials_view(client, experiment_id, parent.run_id, plan.space.metric, plan.space.mode)
-            echo(f"sweep {name}: {plan.options.trials} trials, {plan.lm.slots} LM slot(s), parent run {parent.run_id}, "
-                 f"folder {folder}")  # fmt: skip
+            echo(f"sweep {name}: {plan.options.trials} trials, {plan.slots} LM slot(s) on {len(plan.pool)} "
+                 f"endpoint(s), parent run {parent.run_id}, folder {folder}")  # fmt: skip
             records, slot_stats = run_trials(plan, parent, log_handler, echo, status_every=status_every)
             result = finalize_sweep(client, plan, parent, records, slot_stats)
     return result
@@ -153,9 +159,9 @@ def record_driver(folder: Path, plan: SweepPlan) -> None:
     """Record this process as the sweep's driver, and the bundled LM server if this process started it, so
     that a resume can stop them if this process dies (``sweeps.processes``)."""
     start_record(folder)
-    pid = serving_pid(plan.lm.lm_base)
-    if pid is not None:
-        record_processes(folder, "bundled LM", [pid])
+    pids = [pid for pid in (serving_pid(endpoint.lm_base) for endpoint in plan.pool) if pid is not None]
+    if pids:
+        record_processes(folder, "bundled LM", pids)
 
 
 @contextlib.contextmanager
@@ -190,10 +196,10 @@ def _parent_params(plan: SweepPlan) -> dict[str, Any]:
         "seed": plan.seed,
         "n_trials_budget": options.trials,
         "time_budget_s": options.time_budget,
-        "concurrency": plan.lm.slots,
+        "concurrency": ",".join(str(endpoint.slots) for endpoint in plan.pool),  # per endpoint, as the URLs
         "n_startup_trials": options.n_startup_trials,
         "max_failures": options.max_failures,
         "objective": f"{space.metric}:{space.mode}",
-        **plan.lm.as_params(),
+        **pool_params(plan.pool),
         **provenance_params(plan.dataset.sha256, plan.lm.n_ctx),
     }

@@ -63,12 +63,12 @@ def estimate_sweep(space: str | Path | Mapping[str, Any], *, lm: LMs = None, **o
     return SweepEstimate(
         space=plan.space.name,
         trials=plan.options.trials,
-        slots=plan.lm.slots,
+        slots=plan.slots,
         lm_calls_per_trial=per_trial,
         test_calls=test_calls,
         estimated_lm_calls=total,
         seconds_per_call=seconds_per_call,
-        estimated_seconds=total * seconds_per_call / plan.lm.slots + SWEEP_OVERHEAD_S,
+        estimated_seconds=total * seconds_per_call / plan.slots + SWEEP_OVERHEAD_S,
         measured=(
             f"{len(timings)} calls of the program after a warm-up call, uncached: median {seconds_per_call:.2f} s "
             f"a call ({min(timings):.2f}-{max(timings):.2f} s)"

@@ -10,8 +10,9 @@ adds, through the same util's MLflow client:
   settings first (``sweeps.run_names``: ``bootstrap b2 l1 k2 n8 #3 bible_qa_<YYYYmmdd_HHMMSS>``), kept
   across retries (``attempt``, ``last_error``);
 - our params and metrics: the trial config plus the LM params (``model``, ``lm_studio_model``,
-  ``lm_studio_api_url``, ``model_format``), so the seed's comparison code works on trial runs as written,
-  and what the trial reported, without Ray's bookkeeping;
+  ``lm_studio_api_url``: the pool's URLs comma-joined, ``model_format``), so the seed's comparison code works
+  on trial runs as written, and what the trial reported, without Ray's bookkeeping; the tags ``ray_node_id``
+  (where the trial ran) and ``lm_endpoints`` (the requests each LM endpoint served it, as JSON);
 - batched logging: ``log_batch``, 7 REST calls per trial (create, params, metrics and tags, three artifacts,
   end), where the parent class logs one param or metric per call;
 - the sweep's history on the parent: ``best_<objective>``, the best objective so far, at step 1, 2, ...
@@ -31,10 +32,11 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from bibleqa.lm import LMSettings
+from bibleqa.lm_pool import endpoints_tag, pool_params
 from bibleqa.tracking import log_batch, source_tags
 from sweeps.records import TrialRecord
 from sweeps.run_names import trial_run_name
-from sweeps.trial import ARTIFACTS_KEY, NODE_KEY, REPORTED_METRICS
+from sweeps.trial import ARTIFACTS_KEY, ENDPOINTS_KEY, NODE_KEY, REPORTED_METRICS
 from sweeps.trial_config import TrialConfig
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         parent_run_id: str,
         lm_settings: LMSettings,
         total_trials: int,
+        lm_pool: Sequence[LMSettings] = (),
         echo: Callable[[str], None] | None = None,
         objective: str = "theological_match_score",
         mode: str = "max",
@@ -62,6 +65,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.lm_settings = lm_settings
+        self.lm_pool = tuple(lm_pool) or (lm_settings,)
         self.total_trials = total_trials
         self.echo = echo or (lambda line: None)
         self.records: dict[str, TrialRecord] = {}
@@ -103,7 +107,8 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             },
         )
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run.info.run_id, name, config)
-        params = {**config.as_params(), **config.lm_settings(self.lm_settings).as_params()}
+        trial_pool = [config.lm_settings(endpoint) for endpoint in self.lm_pool]
+        params = {**config.as_params(), **pool_params(trial_pool)}
         log_batch(run.info.run_id, params=params, client=self._client)
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
@@ -112,6 +117,8 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         record.metrics.update(metrics)
         record.node_id = result.get(NODE_KEY) or record.node_id
         tags = {NODE_KEY: record.node_id} if record.node_id else {}
+        if ENDPOINTS_KEY in result:
+            tags[ENDPOINTS_KEY] = endpoints_tag(result[ENDPOINTS_KEY])
         log_batch(record.run_id, metrics=metrics, tags=tags, client=self._client)
         for name, text in (result.get(ARTIFACTS_KEY) or {}).items():
             self._client.log_text(record.run_id, text, name)

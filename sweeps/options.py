@@ -31,8 +31,9 @@ DEFAULT_STORAGE = "./sweeps_results"
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """How a sweep runs (the space and the LM are given beside it).  ``concurrency=None`` uses the LM's own
-    slots; ``seed=None`` the space's seed (else 0); ``time_budget`` is in seconds."""
+    """How a sweep runs (the space and the LM are given beside it).  ``concurrency`` is each LM endpoint's
+    slots (``None``: the endpoint's own); ``allow_mixed_models`` lets a pool's endpoints serve different
+    models; ``seed=None`` the space's seed (else 0); ``time_budget`` is in seconds."""
 
     trials: int = DEFAULT_TRIALS
     concurrency: int | None = None
@@ -48,6 +49,7 @@ class SweepOptions:
     seed: int | None = None
     storage: str = DEFAULT_STORAGE
     register: str | None = None
+    allow_mixed_models: bool = False
 
     def __post_init__(self) -> None:
         if self.trials < 1:

@@ -33,7 +33,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from sweeps.driver import ends_parent_run, record_driver
 from sweeps.finalize import finalize_sweep
 from sweeps.options import SweepOptions
 from sweeps.past_trials import child_runs, trial_record
-from sweeps.plan import LMs, ParentRun, SweepPlan, one_lm, plan_sweep
+from sweeps.plan import LMs, ParentRun, SweepPlan, lm_endpoints, plan_sweep
 from sweeps.processes import reap_processes
 from sweeps.result import SweepResult
 from sweeps.study_store import asked_trials, fail_running_trials, resume_seed
@@ -73,6 +73,7 @@ class SavedSweep:
     space_sha256: str
     parent: ParentRun
     tracking_uri: str
+    pool: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_sweep_folder(folder: str | Path) -> SavedSweep:
@@ -98,6 +99,7 @@ def read_sweep_folder(folder: str | Path) -> SavedSweep:
             options=options,
             seed=int(settings["seed"]),
             lm=dict(settings["lm"]),
+            pool=[dict(endpoint) for endpoint in settings.get("pool", [])],  # sweeps before the pool record none
             space_name=settings["space_name"],
             space_sha256=settings["space_sha256"],
             parent=ParentRun(parent["experiment_id"], parent["run_id"], parent["sweep_name"], folder),
@@ -220,15 +222,21 @@ def _parent_run(client: Any, saved: SavedSweep) -> Any:
 
 
 @contextlib.contextmanager
-def _sweep_lm(saved: SavedSweep, lm: LMs) -> Iterator[LMSettings]:
-    """``lm=`` if given, else the sweep's own LM: the bundled server started again, or the recorded one."""
+def _sweep_lm(saved: SavedSweep, lm: LMs) -> Iterator[list[LMSettings]]:
+    """``lm=`` if given, else the sweep's own LM: the bundled server started again, or the recorded pool."""
     if lm is not None:
-        yield one_lm(lm)
+        yield lm_endpoints(lm)
         return
-    recorded = LMSettings(**saved.lm)
-    if recorded.server != "bundled":
-        yield recorded
+    pool = [LMSettings(**endpoint) for endpoint in saved.pool or [saved.lm]]
+    if all(endpoint.server != "bundled" for endpoint in pool):
+        yield pool
         return
+    if len(pool) > 1:
+        raise UserError(
+            f"{saved.folder}: the sweep's LM pool holds a bundled server, which a resume cannot start again "
+            "among others; pass lm= with the pool's endpoints"
+        )
+    recorded = pool[0]
     call = {name: saved.lm[name] for name in ("temperature", "max_tokens", "timeout", "retries", "cache")}
     with bundled_lm(model_format=recorded.model_format, slots=recorded.slots, n_ctx=recorded.n_ctx or DEFAULT_N_CTX,
                     **call) as settings:  # fmt: skip

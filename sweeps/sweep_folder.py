@@ -1,8 +1,8 @@
 """The sweep folder ``<storage>/<sweep name>``: what a later ``resume_sweep(folder)`` will need, and the log.
 
 - ``space.yaml``: the space as validated (a file's own text, or a mapping written out);
-- ``sweep.json``: the options, the seed, the LM settings (no key: it lives only in the environment), the
-  space's name and hash;
+- ``sweep.json``: the options, the seed, the LM settings and the pool's endpoints (no key: it lives only in
+  the environment), the space's name and hash;
 - ``parent.json``: the parent run, its experiment and the tracking URI, once the parent run exists;
 - ``study.log``: the Optuna study, as the search writes it (``sweeps.study_store``);
 - ``processes.json``: the driver's PID and what it started (``sweeps.processes``);
@@ -57,6 +57,7 @@ def create_sweep_folder(plan: SweepPlan, name: str) -> Path:
         "options": options,
         "seed": plan.seed,
         "lm": asdict(plan.lm),
+        "pool": [asdict(endpoint) for endpoint in plan.pool],
         "space_name": plan.space.name,
         "space_sha256": plan.space.sha256,
     }

@@ -50,6 +50,8 @@ REPORTED_METRICS = (
 """What a trial reports and its MLflow child run logs as metrics (nothing of Ray's bookkeeping)."""
 ARTIFACTS_KEY = "artifacts"
 NODE_KEY = "ray_node_id"
+ENDPOINTS_KEY = "lm_endpoints"
+"""The result's requests per LM endpoint (``SlotHook.calls_by_endpoint``); the run's tag of that name."""
 ARTIFACT_NAMES = ("program.json", "sample_predictions.json", "question_scores.csv")
 
 
@@ -104,7 +106,17 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
         **{name: float(metrics[name]) for name in REPORTED_METRICS},
         ARTIFACTS_KEY: artifacts,
         NODE_KEY: _node_id(),
+        ENDPOINTS_KEY: _calls_by_endpoint(hooks),
     }
+
+
+def _calls_by_endpoint(hooks: list[SlotHook]) -> dict[str, int]:
+    """The requests this trial sent to each LM endpoint, as its slot hooks routed them."""
+    counts: dict[str, int] = {}
+    for hook in hooks:
+        for url, calls in hook.calls_by_endpoint.items():
+            counts[url] = counts.get(url, 0) + calls
+    return counts
 
 
 def _node_id() -> str:

@@ -30,7 +30,7 @@ from sweeps.processes import descendants, record_processes
 from sweeps.progress import Progress, StatusLines, one_line_at_a_time
 from sweeps.records import TrialRecord
 from sweeps.search import make_searcher
-from sweeps.slots import LMSlots, affinity_for
+from sweeps.slots import LMSlots
 from sweeps.study_store import study_storage
 from sweeps.sweep_folder import libraries_logging_to
 from sweeps.trial import SweepContext, run_trial
@@ -91,13 +91,14 @@ def run_trials(
         logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", budget.trials)
         actor_name = f"lm-slots-{parent.sweep_dir.name}"
         slots_actor = LMSlots.options(name=actor_name, namespace=namespace).remote(
-            plan.lm.slots, affinity_for(plan.lm.slots)
+            [(endpoint.lm_base, endpoint.slots) for endpoint in plan.pool]
         )
         callback = SweepMLflowCallback(
             tracking_uri=plan.tracking_uri,
             experiment_id=parent.experiment_id,
             parent_run_id=parent.run_id,
             lm_settings=plan.lm,
+            lm_pool=plan.pool,
             total_trials=plan.options.trials,
             echo=echo,
             objective=plan.space.metric,
@@ -165,7 +166,7 @@ def _tuner(
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             num_samples=budget.trials,
-            max_concurrent_trials=plan.lm.slots + EXTRA_TRIALS,
+            max_concurrent_trials=plan.slots + EXTRA_TRIALS,
             time_budget_s=options.time_budget,
             trial_dirname_creator=trial_dirname,
             # A new trial reuses a finished trial's worker: no new Python process, no second import of DSPy,

@@ -72,6 +72,19 @@ CASES = [
     ("lm-model-the-server-lacks", [*RUN, "--lm-model", "nosuch-model"], GOOD_SPACE, ["nosuch-model", "fake-model"]),
     ("lm-not-openai-compatible", ["run", "{space}", "--lm-base", "{html}"], GOOD_SPACE,
      ["{html} answers, but not as an OpenAI-compatible LM server", "HTTP 200, text/html", "--lm local"]),
+    # the LM pool
+    ("pool-duplicate-url", [*RUN, "--lm-base", "{lm}/"], GOOD_SPACE, ["--lm-base: {lm} is in the LM pool twice",
+                                                                       "list each LM server once"]),
+    ("pool-mixed-models", [*RUN, "--lm-base", "{other}"], GOOD_SPACE,
+     ["{lm} 'fake-model'", "{other} 'other-model'", "--allow-mixed-models"]),
+    ("pool-zero-slots", ["run", "{space}", "--lm-file", "{dir}/zero_slots.yaml"], GOOD_SPACE,
+     ["--lm-file {dir}/zero_slots.yaml: endpoint 2: slots must be an integer of at least 1", "0"]),
+    ("pool-file-duplicate-url", ["run", "{space}", "--lm-file", "{dir}/twice.yaml"], GOOD_SPACE,
+     ["--lm-file {dir}/twice.yaml: {lm} is in the LM pool twice"]),
+    ("pool-file-and-concurrency", ["run", "{space}", "--lm-file", "{dir}/twice.yaml", "--concurrency", "2"],
+     GOOD_SPACE, ["--concurrency sets every LM server's slots", "drop --concurrency"]),
+    ("pool-file-and-lm-base", [*RUN, "--lm-file", "{dir}/twice.yaml"], GOOD_SPACE,
+     ["--lm-file lists the LM servers, and so does --lm-base", "drop one"]),
     # MLflow
     ("mlflow-malformed-uri", [*RUN, "--tracking-uri", "nosuch://where"], GOOD_SPACE,
      ["nosuch://where", "--tracking-uri"]),
@@ -122,13 +135,16 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(case, args, space, frag
     for directory in (inputs, work, ray_dir):
         directory.mkdir()
     fake = fake_lm_server([], ["fake-model"])  # FAKE: lists a model, and must receive no completion request
+    other = fake_lm_server([], ["other-model"])  # FAKE: another model (a mixed pool)
+    (inputs / "zero_slots.yaml").write_text(f"- url: {fake.base_url}\n- url: {other.base_url}\n  slots: 0\n")
+    (inputs / "twice.yaml").write_text(f"- url: {fake.base_url}\n- url: {fake.base_url}\n")
     (inputs / "a_file").write_text("not a folder\n")
     (inputs / "broken.jsonl").write_text('{"id": "a"}\n')
     changed_sweep_folder(inputs / "sweep")
     if space is not None:
         (inputs / "space.yaml").write_text(space)
     values = {"space": str(inputs / "space.yaml"), "lm": fake.base_url, "dir": str(inputs), "html": html_server,
-              "closed": str(free_port())}  # fmt: skip
+              "closed": str(free_port()), "other": other.base_url}  # fmt: skip
     argv = [arg.format(**values) for arg in args]
     env = {**os.environ, "RAY_TMPDIR": str(ray_dir), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
     result = subprocess.run([sys.executable, "-m", "sweeps.cli", *argv], cwd=work, env=env, capture_output=True,
@@ -140,4 +156,5 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(case, args, space, frag
     for fragment in fragments:
         assert fragment.format(**values) in lines[0], lines[0]
     assert list(work.iterdir()) == [] and list(ray_dir.iterdir()) == []  # no store, no folder, no Ray
-    assert not [request for request in fake.requests if request["path"].endswith("completions")]
+    for server in (fake, other):
+        assert not [request for request in server.requests if request["path"].endswith("completions")]

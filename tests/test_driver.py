@@ -44,13 +44,15 @@ def test_bad_keywords_are_user_errors_before_anything(workdir):
     assert list(workdir.iterdir()) == []
 
 
-def test_one_endpoint_or_a_list_of_one(workdir):
+def test_one_endpoint_or_a_list_of_them(workdir):
     base = f"http://127.0.0.1:{free_port()}/v1"
     down = LMSettings(lm_base=base, lm_model="m")
-    pool = r"lm= takes one LMSettings \(a pool of several endpoints is not supported yet\), but got 2"
-    with pytest.raises(UserError, match=pool):
+    with pytest.raises(UserError, match=f"--lm-base: {base} is in the LM pool twice"):
         run_sweep(GOOD, lm=[down, down], **keywords(workdir))
-    for lm in (down, [down]):  # both reach the health check, which names the server
+    with pytest.raises(UserError, match="lm= takes an LMSettings or a non-empty list of them"):
+        run_sweep(GOOD, lm=[], **keywords(workdir))
+    other = LMSettings(lm_base=f"http://127.0.0.1:{free_port()}/v1", lm_model="m")
+    for lm in (down, [down], [down, other]):  # each reaches the health check, which names the server
         with pytest.raises(LMUnavailableError, match=f"LM Studio is not reachable at {base}"):
             run_sweep(GOOD, lm=lm, **keywords(workdir))
     assert list(workdir.iterdir()) == []
