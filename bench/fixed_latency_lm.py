@@ -2,7 +2,9 @@
 
 Every ``/v1/completions`` or ``/v1/chat/completions`` call holds one of ``slots`` slots for ``latency``
 seconds (calls beyond the slots queue), then answers a fixed text.  The server records when each call held
-a slot, so that a benchmark can tell how busy the slots were.
+a slot, so that a benchmark can tell how busy the slots were, and counts the calls it received and the most
+it had at once (``max_in_flight``, queued ones included: a client that respects the slots keeps it at most
+``slots``).
 
     python bench/fixed_latency_lm.py --latency 0.2 --slots 4 --port 8765   # serve in the foreground
 """
@@ -28,6 +30,9 @@ class FixedLatencyLM:
         self._semaphore = threading.Semaphore(slots)
         self._lock = threading.Lock()
         self.busy_intervals: list[tuple[float, float]] = []
+        self.posts = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,12 +52,17 @@ class FixedLatencyLM:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with server._lock:
+                    server.posts += 1
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 with server._semaphore:
                     started = time.monotonic()
                     time.sleep(server.latency)
                     ended = time.monotonic()
                 with server._lock:
                     server.busy_intervals.append((started, ended))
+                    server.in_flight -= 1
                 usage = {"prompt_tokens": 100, "completion_tokens": 8, "total_tokens": 108}
                 if self.path.endswith("/chat/completions"):
                     message = {"role": "assistant", "content": "[[ ## answer ## ]]\nNoah\n\n[[ ## references ## ]]\n"
@@ -78,6 +88,7 @@ class FixedLatencyLM:
     def reset(self) -> None:
         with self._lock:
             self.busy_intervals = []
+            self.posts = self.max_in_flight = 0
 
     def busy_share(self) -> tuple[float, float, float]:
         """(first call start, last call end, busy slot-seconds / (slots x that span))."""
