@@ -13,7 +13,19 @@ its ``hooks`` around each HTTP request (a sweep holds an LM slot there, so a cac
 
 Both read the API key from ``LM_STUDIO_API_KEY`` at request time and never store it, so ``dump_state`` and a
 pickle hold no secret.  A hook is any object with ``around_request(call_id)`` returning a context manager;
-``call_id`` is the DSPy callback id of the LM call the request belongs to (the same for its retries).
+``call_id`` is the DSPy callback id of the LM call the request belongs to (the same for its retries).  A hook
+whose context manager yields a base URL sends the request there (a pool of LM servers); ``None`` leaves the
+engine's own.
+
+Failures and retries: each request waits at most ``timeout`` seconds.  An engine makes one attempt per
+``complete`` and turns what went wrong into DSPy's error types: ``TimeoutError`` (no answer in time),
+``TransportError`` (refused, reset), ``ServerError`` (HTTP 5xx), ``RateLimitError`` (429),
+``InvalidRequestError`` (other 4xx), ``ProviderError`` (an answer that is not JSON).  DSPy 3.4 owns the
+retries (``dspy.clients.execution.execute``): ``num_retries`` more attempts (``LMSettings.retries``) on the
+first four, after 1 s, 2 s, 4 s, ... (``_delay``), so nothing here retries again.  ``unreachable(error)``
+says whether the server could not be reached at all (the first two), which pauses a sweep
+(``sweeps.slots``) instead of failing its trials.  An answer without choices is an empty text, which the
+adapter fails to parse: an error of that question (``n_errors``), not of the trial.
 
 Example (against a running server)::
 
@@ -89,13 +101,13 @@ class _OpenAIEngine:
         # The callback id DSPy set for the LM call under way (this engine runs in its thread).
         call_id = ACTIVE_CALL_ID.get()
         with contextlib.ExitStack() as around:
-            for hook in self.hooks:
-                around.enter_context(hook.around_request(call_id))
-            payload = self._post(body)
+            bases = [around.enter_context(hook.around_request(call_id)) for hook in self.hooks]
+            base_url = next((base for base in bases if isinstance(base, str)), self.base_url)
+            payload = self._post(body, base_url.rstrip("/"))
         return self.response(payload)
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}{self.path}"
+    def _post(self, body: dict[str, Any], base_url: str) -> dict[str, Any]:
+        url = f"{base_url}{self.path}"
         try:
             response = self._client.post(url, json=body, headers={"Authorization": f"Bearer {api_key()}"})
         except httpx.TimeoutException as error:
@@ -109,16 +121,19 @@ class _OpenAIEngine:
         if response.status_code >= 400:
             raise InvalidRequestError(f"{url}: HTTP {response.status_code} {response.text[:200]}")
         try:
-            return response.json()
+            payload = response.json()
         except ValueError as error:
             raise ProviderError(f"{url}: the answer is not JSON: {response.text[:200]!r}") from error
+        if not isinstance(payload, dict):
+            raise ProviderError(f"{url}: the answer is not a JSON object: {response.text[:200]!r}")
+        return payload
 
     def _response(self, payload: dict[str, Any], text: str | None, finish: str | None) -> Response:
-        usage = payload.get("usage") or {}
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         return Response(
             id=payload.get("id"),
             model=payload.get("model") or self.model,
-            message=Message.assistant([TextPart(text or "")]),
+            message=Message.assistant([TextPart(text if isinstance(text, str) else "")]),
             finish_reason=finish if finish in ("stop", "length") else "stop",
             usage=Usage(
                 input_tokens=usage.get("prompt_tokens"),
@@ -158,7 +173,7 @@ class CompletionEngine(_OpenAIEngine):
         return {"model": self.model, "prompt": prompt}
 
     def response(self, payload: dict[str, Any]) -> Response:
-        choice = (payload.get("choices") or [{}])[0]
+        choice = _first_choice(payload)
         return self._response(payload, choice.get("text"), choice.get("finish_reason"))
 
 
@@ -178,9 +193,26 @@ class ChatEngine(_OpenAIEngine):
         return body
 
     def response(self, payload: dict[str, Any]) -> Response:
-        choice = (payload.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
+        choice = _first_choice(payload)
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         return self._response(payload, message.get("content"), choice.get("finish_reason"))
+
+
+def _first_choice(payload: dict[str, Any]) -> dict[str, Any]:
+    """The first choice of an answer, or ``{}`` when it has none (or not as an object): an empty text."""
+    choices = payload.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else {}
+    return first if isinstance(first, dict) else {}
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether a request failed because the server could not be reached (refused, reset, no answer within
+    the timeout), rather than answering with an error.
+
+    >>> unreachable(TransportError("connection refused")), unreachable(ServerError("HTTP 500"))
+    (True, False)
+    """
+    return isinstance(error, (TransportError, LMTimeoutError))
 
 
 def _text(parts: str | Sequence[Any]) -> str:

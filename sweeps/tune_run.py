@@ -30,7 +30,7 @@ from sweeps.processes import descendants, record_processes
 from sweeps.progress import Progress, StatusLines, one_line_at_a_time
 from sweeps.records import TrialRecord
 from sweeps.search import make_searcher
-from sweeps.slots import LMSlots
+from sweeps.slots import LMSlots, slot_figures
 from sweeps.study_store import study_storage
 from sweeps.sweep_folder import libraries_logging_to
 from sweeps.trial import SweepContext, run_trial
@@ -122,7 +122,7 @@ def run_trials(
             status = StatusLines(progress, echo, status_every) if status_every else contextlib.nullcontext()
             with libraries_logging_to(log_handler, ["ray"]), _environment(TUNE_ENVIRONMENT), status:
                 _tuner(plan, parent, callback, context, budget).fit()
-            slot_stats = ray.get(slots_actor.stats.remote())
+            slot_stats = slot_figures(ray.get(slots_actor.stats.remote()))
         finally:
             callback.close_open_runs()
             ray.kill(slots_actor)
@@ -130,7 +130,7 @@ def run_trials(
 
 
 def _progress(
-    plan: SweepPlan, callback: SweepMLflowCallback, slot_stats: dict[str, float], started: float, trials: TrialBudget
+    plan: SweepPlan, callback: SweepMLflowCallback, slot_stats: dict[str, Any], started: float, trials: TrialBudget
 ) -> Progress:
     """Where the trials stand, from the callback's records (read from the status thread: a copy first) and
     the trials counted before a resume."""
