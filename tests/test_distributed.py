@@ -1,7 +1,8 @@
 """Distribution: ``bibleqa-sweep run --address`` over a real two-node Ray cluster on this machine
 (``ray start --head`` plus a worker node, two CPUs each), with a pool of two LM endpoints, one per node: FAKE
 fixed-latency servers of one slot each (``bench/fixed_latency_lm.py``), listed in an endpoints file.  Every
-other flag is the sweep's default (``--concurrency``, ``--trial-cpus``, the cache).
+other flag is the sweep's default (``--concurrency``, ``--trial-cpus``), but ``--no-cache``: the trials ask
+the same few questions, and a call the cache answers reaches no server.
 
 It checks what a cluster is for: the trials ran on both nodes; both endpoints served calls, as each trial's
 ``lm_endpoints`` tag counts them and as the servers count them; no endpoint ever had more requests at once
@@ -29,7 +30,7 @@ from tests.helpers import small_data
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 BIN = Path(sys.executable).parent
-TRIALS, DEV, TEST = 6, 4, 2
+TRIALS, DEV, TEST = 6, 8, 2
 
 
 @pytest.fixture
@@ -66,12 +67,11 @@ def test_trials_spread_over_two_nodes_and_two_endpoints_with_default_flags(two_n
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [
         str(BIN / "bibleqa-sweep"), "run", str(space), "--trials", str(TRIALS), "--address", address,
-        "--lm-file", str(endpoints), "--data", str(small_data(tmp_path, train=8, dev=DEV, test=TEST)),
+        "--lm-file", str(endpoints), "--no-cache", "--data", str(small_data(tmp_path, train=8, dev=DEV, test=TEST)),
         "--tracking-uri", uri, "--storage", str(tmp_path / "results"), "--output-json", str(tmp_path / "out.json"),
     ]  # fmt: skip
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                                env={**env, "DSPY_CACHEDIR": str(tmp_path / "dspy_cache")})  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     finally:
         for server in servers:
             server.stop()
