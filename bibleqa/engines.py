@@ -24,8 +24,9 @@ Failures and retries: each request waits at most ``timeout`` seconds.  An engine
 retries (``dspy.clients.execution.execute``): ``num_retries`` more attempts (``LMSettings.retries``) on the
 first four, after 1 s, 2 s, 4 s, ... (``_delay``), so nothing here retries again.  ``unreachable(error)``
 says whether the server could not be reached at all (the first two), which pauses a sweep
-(``sweeps.slots``) instead of failing its trials.  An answer without choices is an empty text, which the
-adapter fails to parse: an error of that question (``n_errors``), not of the trial.
+(``sweeps.slots``) instead of failing its trials.  A malformed answer (not JSON, no choices, choices that
+are not objects) is a ``ProviderError``, which DSPy does not retry: an error of that question
+(``n_errors``), not of the trial.
 
 Example (against a running server)::
 
@@ -133,7 +134,7 @@ class _OpenAIEngine:
         return Response(
             id=payload.get("id"),
             model=payload.get("model") or self.model,
-            message=Message.assistant([TextPart(text if isinstance(text, str) else "")]),
+            message=Message.assistant([TextPart(text if isinstance(text, str) else "")]),  # null content: ""
             finish_reason=finish if finish in ("stop", "length") else "stop",
             usage=Usage(
                 input_tokens=usage.get("prompt_tokens"),
@@ -199,10 +200,13 @@ class ChatEngine(_OpenAIEngine):
 
 
 def _first_choice(payload: dict[str, Any]) -> dict[str, Any]:
-    """The first choice of an answer, or ``{}`` when it has none (or not as an object): an empty text."""
+    """The first choice of an answer; raises ``ProviderError`` when it has none, or not as an object (a
+    malformed answer fails its question, not the engine)."""
     choices = payload.get("choices")
-    first = choices[0] if isinstance(choices, list) and choices else {}
-    return first if isinstance(first, dict) else {}
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, dict):
+        raise ProviderError(f"the LM's answer has no choice to read: {str(payload)[:200]!r}")
+    return first
 
 
 def unreachable(error: BaseException) -> bool:

@@ -16,6 +16,7 @@ The public API (what ``__all__`` names; everything else may change)::
     result.load_winner()                              # the compiled DSPy program
     sweeps.estimate_sweep("search_spaces/smoke.yaml", lm=lm, trials=6)   # what --dry-run prints
     sweeps.resume_sweep("sweeps_results/sweep_smoke_20260101_120000")    # finish a stopped sweep
+    except sweeps.SweepStopped as stopped: ...        # the LM stayed away past lm_outage_limit: resume it
 
 The command line does the same: ``bibleqa-sweep validate|run|resume|pick`` (``sweeps.cli``).
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from sweeps.result import NoWinner, SweepEstimate, SweepResult
     from sweeps.resume import resume_sweep
     from sweeps.space import SpaceError
+    from sweeps.stopped import SweepStopped
 
 _PUBLIC = {
     "run_sweep": "sweeps.driver",
@@ -49,6 +51,7 @@ _PUBLIC = {
     "bundled_lm": "bibleqa.local_lm",
     "LMSettings": "bibleqa.lm",
     "SpaceError": "sweeps.space",
+    "SweepStopped": "sweeps.stopped",
     "UserError": "bibleqa.errors",
 }
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "SpaceError",
     "SweepEstimate",
     "SweepResult",
+    "SweepStopped",
     "UserError",
     "bundled_lm",
     "estimate_sweep",

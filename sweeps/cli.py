@@ -6,7 +6,9 @@
     bibleqa-sweep pick --ask "Who built the ark?" --lm local
 
 Exit codes: 0 success; 1 nothing matched (``pick``); 2 a user error (bad file or flag, unreachable server,
-unknown experiment), printed as one line (``validate`` prints one line per problem); 130 Ctrl-C.
+unknown experiment), printed as one line (``validate`` prints one line per problem); 75 the LM stayed
+unreachable past ``--lm-outage-limit`` (one line: which LM, since when, what finished, the resume command);
+130 Ctrl-C.
 
 Ctrl-C (``run`` and ``resume``): the command handles SIGINT itself (Tune's handler is off).  The first one
 stops the sweep: running trials end KILLED, the parent run ends KILLED with a summary of what finished, and
@@ -33,6 +35,7 @@ from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import DEFAULT_EXPERIMENT
 from sweeps.mlflow_view import run_url, runs_table_url
 from sweeps.options import (
+    DEFAULT_LM_OUTAGE_LIMIT,
     DEFAULT_N_STARTUP_TRIALS,
     DEFAULT_SEARCH,
     DEFAULT_STORAGE,
@@ -77,6 +80,7 @@ def _sweep_keywords(args: argparse.Namespace) -> dict[str, Any]:
         "storage": args.storage,
         "register": args.register,
         "allow_mixed_models": args.allow_mixed_models,
+        "lm_outage_limit": args.lm_outage_limit,
     }
 
 
@@ -313,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--time-budget", type=float, default=None, help="stop the sweep after S seconds (running trials end KILLED)"
     )
+    run.add_argument(
+        "--lm-outage-limit",
+        type=float,
+        default=DEFAULT_LM_OUTAGE_LIMIT,
+        metavar="MINUTES",
+        help=f"how long the trials wait for an LM that stopped answering before the sweep stops, to be resumed "
+        f"(default {DEFAULT_LM_OUTAGE_LIMIT:g})",
+    )
     run.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     run.add_argument(
         "--trial-cpus", type=float, default=TRIAL_CPUS, help=f"CPUs each trial asks Ray for (default {TRIAL_CPUS})"
@@ -365,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_cli(args.handler, args, PROG)
     except BibleQAError as error:  # not a user error, but still ours: one line
         print(f"{PROG}: {error}", file=sys.stderr)
-        return 1
+        return getattr(error, "exit_code", 1)  # sweeps.stopped.SweepStopped: 75, to be resumed
 
 
 if __name__ == "__main__":

@@ -41,8 +41,10 @@ from bibleqa.lm_pool import pool_params
 from bibleqa.local_lm import serving_pid
 from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params, source_tags
 from sweeps.finalize import finalize_sweep
+from sweeps.lm_outage import LMOutage
 from sweeps.mlflow_view import save_trials_view
 from sweeps.options import (
+    DEFAULT_LM_OUTAGE_LIMIT,
     DEFAULT_N_STARTUP_TRIALS,
     DEFAULT_SEARCH,
     DEFAULT_STORAGE,
@@ -53,7 +55,7 @@ from sweeps.options import (
 from sweeps.plan import LMs, ParentRun, SweepPlan, plan_sweep
 from sweeps.processes import record_processes, start_record
 from sweeps.result import SweepResult
-from sweeps.stopped import SweepInterrupted, sum_up_stopped
+from sweeps.stopped import SweepInterrupted, SweepStopped, sum_up_stopped
 from sweeps.sweep_folder import create_sweep_folder, sweep_log, sweep_name, write_parent
 from sweeps.tune_run import run_trials
 
@@ -79,6 +81,7 @@ def run_sweep(
     storage: str = DEFAULT_STORAGE,
     register: str | None = None,
     allow_mixed_models: bool = False,
+    lm_outage_limit: float = DEFAULT_LM_OUTAGE_LIMIT,
     echo: Callable[[str], None] | None = None,
     status_every: float | None = None,
 ) -> SweepResult:
@@ -96,7 +99,10 @@ def run_sweep(
     one every 30 s when its output is a terminal).
 
     Raises ``UserError`` (a bad space, flag, data file, LM or MLflow store; ``SpaceError`` lists every
-    problem of a space) before anything starts.  A failed trial fails that trial only.
+    problem of a space) before anything starts.  A failed trial fails that trial only.  When the LM stops
+    answering mid-sweep, the trials wait for it; after ``lm_outage_limit`` minutes the sweep stops: the
+    trials under way end KILLED, the parent ends KILLED with a summary, and ``SweepStopped`` is raised
+    (``resume_sweep(error.sweep_dir)`` continues the sweep).
 
     Side effects on this process, beyond the parent run, the sweep folder and MLflow's runs: MLflow's
     tracking URI is set to the sweep's (``mlflow.set_tracking_uri``); MLflow's HTTP retries and timeout are
@@ -123,6 +129,7 @@ def run_sweep(
         storage=storage,
         register=register,
         allow_mixed_models=allow_mixed_models,
+        lm_outage_limit=lm_outage_limit,
     )
     plan = plan_sweep(space, lm, options)
     return _run(plan, echo or (lambda line: None), status_every)
@@ -166,18 +173,21 @@ def record_driver(folder: Path, plan: SweepPlan) -> None:
 
 @contextlib.contextmanager
 def ends_parent_run(client: Any, plan: SweepPlan, parent: ParentRun) -> Iterator[None]:
-    """Whatever stops the block, the parent run ends with a final status: FINISHED; KILLED on Ctrl-C, after
-    a summary of what finished (``sweeps.stopped``; re-raised as ``SweepInterrupted``, which names the
-    resume command); FAILED on any other error, in its ``error`` tag (re-raised)."""
+    """Whatever stops the block, the parent run ends with a final status: FINISHED; KILLED on Ctrl-C or an
+    LM outage past its limit, after a summary of what finished (``sweeps.stopped``; re-raised as
+    ``SweepInterrupted`` or ``SweepStopped``, which name the resume command); FAILED on any other error, in
+    its ``error`` tag (re-raised)."""
     try:
         yield
-    except KeyboardInterrupt as error:
+    except (KeyboardInterrupt, LMOutage) as error:
         client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
         try:
             summary = sum_up_stopped(client, parent, plan.options.trials)
         finally:
             client.set_terminated(parent.run_id, status="KILLED")
         logger.info("%s", summary)
+        if isinstance(error, LMOutage):
+            raise SweepStopped(parent.sweep_dir, str(error), summary) from error
         raise SweepInterrupted(parent.sweep_dir, summary) from error
     except BaseException as error:
         client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
@@ -199,6 +209,7 @@ def _parent_params(plan: SweepPlan) -> dict[str, Any]:
         "concurrency": ",".join(str(endpoint.slots) for endpoint in plan.pool),  # per endpoint, as the URLs
         "n_startup_trials": options.n_startup_trials,
         "max_failures": options.max_failures,
+        "lm_outage_limit": options.lm_outage_limit,
         "objective": f"{space.metric}:{space.mode}",
         **pool_params(plan.pool),
         **provenance_params(plan.dataset.sha256, plan.lm.n_ctx),

@@ -27,13 +27,18 @@ DEFAULT_N_STARTUP_TRIALS = 10
 TRIAL_CPUS = 0.25
 """Trials wait on the LM most of the time; a fraction of a CPU lets several overlap."""
 DEFAULT_STORAGE = "./sweeps_results"
+DEFAULT_LM_OUTAGE_LIMIT = 10.0
+"""``--lm-outage-limit``, in minutes: how long a sweep waits for an LM that stopped answering before it stops
+(to be resumed).  Long enough to restart LM Studio or reload its model, short enough that a sweep left
+overnight does not hold its Ray cluster for nothing."""
 
 
 @dataclass(frozen=True)
 class SweepOptions:
     """How a sweep runs (the space and the LM are given beside it).  ``concurrency`` is each LM endpoint's
     slots (``None``: the endpoint's own); ``allow_mixed_models`` lets a pool's endpoints serve different
-    models; ``seed=None`` the space's seed (else 0); ``time_budget`` is in seconds."""
+    models; ``seed=None`` the space's seed (else 0); ``time_budget`` is in seconds; ``lm_outage_limit`` in
+    minutes."""
 
     trials: int = DEFAULT_TRIALS
     concurrency: int | None = None
@@ -50,6 +55,7 @@ class SweepOptions:
     storage: str = DEFAULT_STORAGE
     register: str | None = None
     allow_mixed_models: bool = False
+    lm_outage_limit: float = DEFAULT_LM_OUTAGE_LIMIT
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -64,6 +70,8 @@ class SweepOptions:
             raise UserError(f"--trial-cpus must be a positive number, but got {self.trial_cpus}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise UserError(f"--time-budget must be a positive number of seconds, but got {self.time_budget}")
+        if not self.lm_outage_limit > 0:
+            raise UserError(f"--lm-outage-limit must be a positive number of minutes, but got {self.lm_outage_limit}")
 
     def notes(self) -> list[str]:
         """What a person should know about the search before reading its results."""

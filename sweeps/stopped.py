@@ -1,5 +1,5 @@
-"""When a sweep stops before its end (Ctrl-C in ``bibleqa-sweep run``, or a second one): what the parent run
-says about it, and the command that resumes it.
+"""When a sweep stops before its end (Ctrl-C in ``bibleqa-sweep run``, or an LM that stayed unreachable past
+``--lm-outage-limit``): what the parent run says about it, and the command that resumes it.
 
 ``sum_up_stopped`` counts the parent's child runs as MLflow holds them and logs, on the parent, ``n_trials``
 (the trials that ended on their own: FINISHED or FAILED), ``n_failed``, ``n_killed`` (stopped by the sweep:
@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bibleqa.errors import BibleQAError
 from bibleqa.tracking import log_batch
 from sweeps.past_trials import child_runs
 from sweeps.plan import ParentRun
@@ -31,6 +32,25 @@ class SweepInterrupted(KeyboardInterrupt):
     def __init__(self, sweep_dir: Path, summary: str):
         super().__init__(summary)
         self.sweep_dir = sweep_dir
+        self.summary = summary
+
+
+EXIT_STOPPED = 75
+"""``bibleqa-sweep``'s exit code when the sweep stopped for an outage and can be resumed (``EX_TEMPFAIL`` of
+sysexits.h: a temporary failure; try again later)."""
+
+
+class SweepStopped(BibleQAError):
+    """The sweep in ``sweep_dir`` stopped before its end for a reason outside it (the LM stayed unreachable
+    past ``--lm-outage-limit``); its parent run ended KILLED with ``summary``, and it can be resumed.
+    ``bibleqa-sweep`` prints it as one line and exits ``exit_code``."""
+
+    exit_code = EXIT_STOPPED
+
+    def __init__(self, sweep_dir: Path, reason: str, summary: str):
+        super().__init__(f"{reason}: {summary}")
+        self.sweep_dir = sweep_dir
+        self.reason = reason
         self.summary = summary
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from sweeps.lm_outage import OutageWatch
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
 from sweeps.processes import descendants, record_processes
@@ -83,7 +84,9 @@ def run_trials(
     the slot figures.  Every trial that started ends with a final status, even when the sweep stops early
     (time budget, Ctrl-C, a crash): then KILLED.  The search continues the study in the sweep folder.
     ``echo`` gets a line per finished trial and, with ``status_every``, a status line (``sweeps.progress``)
-    every ``status_every`` seconds while the trials run."""
+    every ``status_every`` seconds while the trials run, and a line when the LM stops answering and the
+    trials pause at their slots (``sweeps.lm_outage``).  Raises ``LMOutage`` when the LM stayed unreachable
+    past ``--lm-outage-limit``, after every trial under way was stopped (KILLED)."""
     echo = one_line_at_a_time(echo)
     budget = budget or TrialBudget(plan.options.trials)
     namespace = f"bibleqa-{parent.sweep_dir.name}"
@@ -112,6 +115,7 @@ def run_trials(
             slots_namespace=namespace,
             log_file=log_handler.baseFilename if isinstance(log_handler, logging.FileHandler) else None,
         )
+        watch = OutageWatch(slots_actor, plan.options.lm_outage_limit, echo)
         started = time.monotonic()
 
         def progress() -> Progress:
@@ -121,8 +125,10 @@ def run_trials(
             # Ray sets up its own console handlers as it starts: back to the sweep log with them.
             status = StatusLines(progress, echo, status_every) if status_every else contextlib.nullcontext()
             with libraries_logging_to(log_handler, ["ray"]), _environment(TUNE_ENVIRONMENT), status:
-                _tuner(plan, parent, callback, context, budget).fit()
+                _tuner(plan, parent, callback, context, budget, watch).fit()
             slot_stats = slot_figures(ray.get(slots_actor.stats.remote()))
+            if watch.outage is not None:
+                raise watch.outage
         finally:
             callback.close_open_runs()
             ray.kill(slots_actor)
@@ -149,7 +155,12 @@ def _progress(
 
 
 def _tuner(
-    plan: SweepPlan, parent: ParentRun, callback: SweepMLflowCallback, context: SweepContext, budget: TrialBudget
+    plan: SweepPlan,
+    parent: ParentRun,
+    callback: SweepMLflowCallback,
+    context: SweepContext,
+    budget: TrialBudget,
+    watch: OutageWatch,
 ) -> tune.Tuner:
     options = plan.options
     searcher = make_searcher(
@@ -178,6 +189,7 @@ def _tuner(
             name=parent.sweep_dir.name + (f"_resume{budget.session}" if budget.session else ""),
             storage_path=str(parent.sweep_dir / "ray"),
             callbacks=[callback],
+            stop=watch,  # an LM outage past the limit stops the whole sweep
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
         ),

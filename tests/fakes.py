@@ -1,6 +1,7 @@
-"""FAKES for unit and fault tests, named as fakes: a scripted OpenAI-compatible LM server and a server that
-accepts connections and never answers.  Also ``CountingProxy``, which is no fake: it passes every request
-on to a real server and counts the requests in flight, as the server sees them."""
+"""FAKES for unit and fault tests, named as fakes: a scripted OpenAI-compatible LM server, a FAULT server that
+dies, errs, hangs or talks garbage and then recovers, and a server that accepts connections and never
+answers.  Also ``CountingProxy``, which is no fake: it passes every request on to a real server and counts
+the requests in flight, as the server sees them."""
 
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ class _ServedInAThread:
     """An HTTP server on a free port of 127.0.0.1, served from a daemon thread, that counts its requests in
     flight (the handler enters ``_in_flight``); ``max_in_flight`` is the most at once."""
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler], path: str) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def _serve(self, handler: type[BaseHTTPRequestHandler], path: str, port: int = 0) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -122,6 +123,118 @@ class ScriptedLMServer(_ServedInAThread):
 
     def _next_in_script(self) -> Answer:
         return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+
+FAULTS = ("ok", "error", "hang", "garbage")
+"""What ``FaultyLMServer`` does with a POST: answer, answer HTTP 500, hold it past the client's timeout, or
+answer something that is no completion."""
+GARBAGE: tuple[tuple[str, bytes], ...] = (
+    ("text/html", b"<html><body>502 Bad Gateway (FAKE garbage)</body></html>"),
+    ("application/json", b'{"choices": []}'),
+    ("application/json", b'{"choices": ["FAKE garbage"]}'),
+    ("application/json", b'["FAKE", "garbage"]'),
+    ("application/json", b'{"choices": [{"text": nul'),
+)
+"""The malformed answers ``FaultyLMServer`` cycles through in mode ``garbage``: not JSON, no choices,
+choices that are no objects, JSON that is no object, JSON cut short."""
+
+
+class FaultyLMServer(_ServedInAThread):
+    """A FAKE OpenAI-compatible LM server for fault tests, that a test drives from outside while a sweep
+    runs against it: ``die()`` closes its socket (new connections are refused, and requests in flight are
+    dropped without an answer), ``recover()`` listens again on the same port and answers; ``fault`` says
+    what it does with each POST meanwhile (``FAULTS``), ``fault_for(request)``, if given, per request
+    (e.g. by the question in the prompt).
+
+    A normal answer is ``completion_body(text)`` (``chat_body`` on ``/chat/completions``) after
+    ``latency`` s; ``error`` is HTTP 500; ``hang`` holds the request ``hang_s`` s before it answers;
+    ``garbage`` answers the next of ``GARBAGE``.  ``GET /v1/models`` lists ``fake-model`` while it lives.
+    ``requests`` records each POST that arrived: ``path``, ``prompt`` (``prompt_of``), ``fault``, ``at``
+    (``time.monotonic()``); ``garbled`` the prompts that got garbage."""
+
+    def __init__(
+        self,
+        text: str = " Noah\nReferences: Genesis 6:14",
+        *,
+        latency: float = 0.0,
+        hang_s: float = 30.0,
+        fault_for: Callable[[dict[str, Any]], str | None] | None = None,
+    ):
+        self.text, self.latency, self.hang_s, self.fault_for = text, latency, hang_s, fault_for
+        self.fault = "ok"
+        self.dead = False
+        self.requests: list[dict[str, Any]] = []
+        self.garbled: list[str] = []
+        self._in_flight = _InFlight()
+        self._lock = threading.Lock()
+        self._garbage = 0
+        self._start(0)
+
+    def _start(self, port: int) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, content_type: str, data: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                body = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+                self._send(200, "application/json", json.dumps(body).encode())
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                request = {"path": self.path, "body": json.loads(self.rfile.read(length) or b"{}")}
+                request["prompt"] = prompt_of(request)
+                with fake._lock:
+                    fault = (fake.fault_for(request) if fake.fault_for else None) or fake.fault
+                    request.update(fault=fault, at=time.monotonic())
+                    fake.requests.append(request)
+                with fake._in_flight:
+                    time.sleep(fake.hang_s if fault == "hang" else fake.latency)
+                if fake.dead:  # it died while this request was in flight: no answer, the connection drops
+                    self.close_connection = True
+                    return
+                if fault == "error":
+                    self._send(500, "application/json", b'{"error": "FAKE fault: internal server error"}')
+                elif fault == "garbage":
+                    with fake._lock:
+                        content_type, data = GARBAGE[fake._garbage % len(GARBAGE)]
+                        fake._garbage += 1
+                        fake.garbled.append(request["prompt"])
+                    self._send(200, content_type, data)
+                else:
+                    body = (
+                        chat_body(fake.text) if self.path.endswith("/chat/completions") else completion_body(fake.text)
+                    )
+                    self._send(200, "application/json", json.dumps(body).encode())
+
+        self._serve(Handler, "/v1", port)
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1].split("/")[0])
+
+    def die(self) -> None:
+        """The LM server goes away: its socket closes (connection refused), requests in flight get no answer."""
+        self.dead = True
+        self.close()
+
+    def recover(self) -> None:
+        """The LM server is back, on the same port, answering (``fault`` back to ``ok``)."""
+        self.fault = "ok"
+        self.dead = False
+        self._start(self.port)
+
+    def posts_since(self, moment: float) -> list[dict[str, Any]]:
+        """The POSTs that arrived after ``moment`` (``time.monotonic()``)."""
+        return [request for request in list(self.requests) if request["at"] > moment]
 
 
 class SilentServer:

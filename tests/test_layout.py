@@ -117,7 +117,8 @@ def test_the_public_api_is_what_all_names():
     import sweeps
 
     assert sorted(sweeps.__all__) == [
-        "LMSettings", "NoWinner", "SpaceError", "SweepEstimate", "SweepResult", "UserError", "bundled_lm",
+        "LMSettings", "NoWinner", "SpaceError", "SweepEstimate", "SweepResult", "SweepStopped", "UserError",
+        "bundled_lm",
         "estimate_sweep", "lm_studio", "resume_sweep", "run_sweep",
     ]  # fmt: skip
     for name in sweeps.__all__:
