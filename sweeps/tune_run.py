@@ -27,6 +27,7 @@ from ray import tune
 from sweeps.lm_outage import OutageWatch
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
+from sweeps.pool_watch import EndpointWatch
 from sweeps.processes import descendants, record_processes
 from sweeps.progress import Progress, StatusLines, one_line_at_a_time
 from sweeps.records import TrialRecord
@@ -189,7 +190,9 @@ def _tuner(
             name=parent.sweep_dir.name + (f"_resume{budget.session}" if budget.session else ""),
             storage_path=str(parent.sweep_dir / "ray"),
             callbacks=[callback],
-            stop=watch,  # an LM outage past the limit stops the whole sweep
+            # An LM outage past the limit stops the whole sweep; an endpoint of the pool that goes or comes
+            # back is logged.
+            stop=tune.stopper.CombinedStopper(watch, EndpointWatch(watch.slots_actor, len(plan.pool))),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
         ),
