@@ -2,8 +2,9 @@
 
 If Ray is already initialised in this process, the sweep uses it and leaves it running; otherwise it starts
 a local instance (``address="local"``, or ``address`` to join a cluster) and stops it at the end.  Each trial
-is an MLflow child run (``sweeps.mlflow_logging``); at most ``slots`` requests reach the LM at once
-(``sweeps.slots``), and one more trial than slots runs at a time (``EXTRA_TRIALS``).
+is an MLflow child run (``sweeps.mlflow_logging``); at most its ``slots`` requests reach each LM endpoint of
+the pool at once (``sweeps.slots``), and one more trial than the pool's slots runs at a time
+(``EXTRA_TRIALS``).
 
 Tune reads two settings from the environment when it starts; they are set while the Tuner runs and put back
 afterwards: ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` (no CSV, JSON or TensorBoard copies of the results,

@@ -4,6 +4,8 @@ unless allowed), and the pool's MLflow params.  The servers are FAKE scripted LM
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -102,3 +104,61 @@ def test_pool_params_join_the_urls_in_order_and_the_tag_is_json():
     assert pool_params(pool)["model"] == "m"
     assert pool_params(pool[:1])["lm_studio_api_url"] == "http://b:1/v1"  # one endpoint: as before
     assert json.loads(endpoints_tag({"http://a:1/v1": 3, "http://b:1/v1": 0})) == {"http://a:1/v1": 3}
+
+
+def test_the_flags_make_the_pool_and_refuse_what_contradicts_it(tmp_path):
+    import argparse
+
+    from bibleqa.cli import add_lm_flags, lm_from_flags, lm_pool_from_flags
+
+    parser = argparse.ArgumentParser()
+    add_lm_flags(parser, pool=True)
+    args = parser.parse_args(["--lm-base", "http://a:1/v1", "--lm-base", "http://b:1/v1", "--lm-model", "m"])
+    with lm_pool_from_flags(args) as pool:
+        assert [(e.lm_base, e.lm_model, e.slots) for e in pool] == [
+            ("http://a:1/v1", "m", 4),
+            ("http://b:1/v1", "m", 4),
+        ]
+    with (
+        pytest.raises(UserError, match="--lm-base is given 2 times, but this command calls one LM server"),
+        lm_from_flags(args),
+    ):
+        pass
+    path = tmp_path / "endpoints.yaml"
+    path.write_text("- url: http://a:1/v1\n  slots: 1\n- url: http://b:1/v1\n  model: other\n")
+    with lm_pool_from_flags(parser.parse_args(["--lm-file", str(path), "--lm-model", "m"])) as pool:
+        assert [(e.lm_model, e.slots) for e in pool] == [("m", 1), ("other", 4)]  # the file's model wins
+    for argv, message in ((["--lm-file", str(path), "--lm-base", "http://c:1/v1"], "drop one of them"),
+                          (["--lm-file", str(path), "--lm", "local"], "--lm local starts its own")):  # fmt: skip
+        with pytest.raises(UserError, match=message), lm_pool_from_flags(parser.parse_args(argv)):
+            pass
+
+
+def test_the_endpoint_watch_logs_each_change_once(caplog):
+    from sweeps.pool_watch import EndpointWatch
+
+    watch = EndpointWatch(slots_actor=None, pool_size=2)
+    with caplog.at_level(logging.WARNING, logger="sweeps.pool_watch"):
+        for down in (["http://b/v1"], ["http://b/v1"], [], []):
+            watch.look_at({"lm_down": down})
+    assert [record.getMessage().split(":")[0:2] for record in caplog.records] == [
+        ["LM endpoint http", "//b/v1 is DOWN"],
+        ["LM endpoint http", "//b/v1 answers again"],
+    ]
+    alone = EndpointWatch(slots_actor=None, pool_size=1)  # a pool of one: the outage watch speaks
+    caplog.clear()
+    alone.look_at({"lm_down": ["http://a/v1"]})
+    assert caplog.records == []
+
+
+def test_a_resume_uses_the_recorded_pool(tmp_path):
+    from sweeps.resume import SavedSweep, _sweep_lm
+
+    pool = [lm_studio("m", "http://a:1/v1", slots=1), lm_studio("m", "http://b:1/v1", slots=2)]
+    saved = SavedSweep(tmp_path, None, 0, asdict(pool[0]), "s", "0", None, "sqlite:///x.db",
+                       pool=[asdict(e) for e in pool])  # fmt: skip
+    with _sweep_lm(saved, None) as endpoints:
+        assert endpoints == pool
+    legacy = replace(saved, pool=[])  # a sweep folder from before the pool: its one LM
+    with _sweep_lm(legacy, None) as endpoints:
+        assert endpoints == pool[:1]
