@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -47,11 +46,8 @@ def test_two_sweeps_at_once_on_a_fresh_sqlite_store_lose_nothing(tmp_path):
     ]  # fmt: skip
     assert not (work / "mlflow.db").exists()
     try:
-        sweeps = [
-            subprocess.Popen(command, cwd=work, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)  # fmt: skip
-            for _ in range(SWEEPS)
-        ]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        sweeps = [subprocess.Popen(command, cwd=work, env=os.environ.copy(), **pipes) for _ in range(SWEEPS)]
         outputs = [process.communicate(timeout=600) for process in sweeps]
     finally:
         fake.stop()
