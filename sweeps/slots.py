@@ -55,7 +55,8 @@ class SlotPool:
         self.affinity_s = affinity_s
         self._clock = clock
         self._free = slots
-        self._waiters: deque[asyncio.Future] = deque()
+        self._waiters: deque[tuple[asyncio.Future, str]] = deque()
+        self._holders: dict[str, str] = {}  # call in flight -> its holder
         self._reserved: dict[str, list[asyncio.TimerHandle]] = {}
         self.in_flight = 0
         self.max_in_flight = 0
@@ -75,18 +76,20 @@ class SlotPool:
             self._free -= 1
         else:
             waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
+            self._waiters.append((waiter, holder))
             await waiter  # the slot is handed over directly
         now = self._clock()
         if self._first is None:
             self._first = now
         self._started[call_id] = now
+        self._holders[call_id] = holder
         self.in_flight += 1
         self.calls += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     async def release(self, call_id: str, holder: str = "") -> None:
         started = self._started.pop(call_id, None)
+        self._holders.pop(call_id, None)
         if started is None:
             return
         now = self._clock()
@@ -105,6 +108,18 @@ class SlotPool:
             timer.cancel()
             self._hand_over()
 
+    async def drop(self, holder: str) -> None:
+        """The holder is gone without a word (its trial's process or node died mid-call): its calls in flight
+        free their slots, the slots kept for it go to the waiters, and its own waits end.  Without this a
+        trial lost mid-call holds its slot for ever, and with one slot every other trial waits for ever."""
+        for waiter, waiting in list(self._waiters):
+            if waiting == holder:
+                waiter.cancel()
+        self._waiters = deque((waiter, waiting) for waiter, waiting in self._waiters if waiting != holder)
+        for call_id in [call for call, owner in self._holders.items() if owner == holder]:
+            await self.release(call_id)  # no waiters of this holder are left, so nothing is kept for it
+        await self.forget(holder)
+
     def _expire(self, holder: str) -> None:
         """The holder did not come back in time: the kept slot goes to the next waiter."""
         kept = self._reserved.get(holder)
@@ -116,7 +131,7 @@ class SlotPool:
 
     def _hand_over(self) -> None:
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter, _ = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
