@@ -130,7 +130,13 @@ def store_lock(uri: str) -> Iterator[None]:
     migrate it, and one dies (``alembic ... Online migration expected to match one row ... 0 found``,
     ``duplicate column name``).  The lock is ``fcntl.flock`` on ``<database>.lock`` beside the database (one
     file system, whatever each process's working directory or temp dir); the kernel releases it when its
-    holder dies.  The file stays: removing a lock file others may be waiting on lets two hold it."""
+    holder dies.  The file stays: removing a lock file others may be waiting on lets two hold it.
+
+    Example::
+
+        >>> with store_lock("sqlite:///mlflow.db"):  # doctest: +SKIP
+        ...     experiment = mlflow.MlflowClient("sqlite:///mlflow.db").get_experiment_by_name("dspy_bible_qa")
+    """
     database = sqlite_path(uri)
     if database is None:
         yield
