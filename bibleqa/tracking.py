@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import logging
 import os
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -105,20 +107,78 @@ def artifact_location(uri: str, experiment: str) -> str:
     return (Path.cwd() / "mlartifacts").as_uri()
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, or ``None`` for any other kind of store.
+
+    >>> sqlite_path("sqlite:////tmp/runs/mlflow.db")
+    PosixPath('/tmp/runs/mlflow.db')
+    >>> sqlite_path("http://127.0.0.1:5000") is None
+    True
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold, for the block, an exclusive lock shared by every process that opens the same ``sqlite:///``
+    store through this package (any other kind of store: no lock).
+
+    Why: MLflow creates and migrates a new SQLite store's schema the first time a process opens it, with no
+    lock between processes (``SqlAlchemyStore.__init__``); two sweeps started together on a fresh store both
+    migrate it, and one dies (``alembic ... Online migration expected to match one row ... 0 found``,
+    ``duplicate column name``).  The lock is ``fcntl.flock`` on ``<database>.lock`` beside the database (one
+    file system, whatever each process's working directory or temp dir); the kernel releases it when its
+    holder dies.  The file stays: removing a lock file others may be waiting on lets two hold it.
+
+    Example::
+
+        >>> with store_lock("sqlite:///mlflow.db"):  # doctest: +SKIP
+        ...     experiment = mlflow.MlflowClient("sqlite:///mlflow.db").get_experiment_by_name("dspy_bible_qa")
+    """
+    database = sqlite_path(uri)
+    if database is None:
+        yield
+        return
+    lock_file = database.resolve().parent / f"{database.name}.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process to create or open the MLflow store %s", database)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """The id of experiment ``name`` on ``uri``, created with an explicit artifact location if needed."""
+    """The id of experiment ``name`` on ``uri``, created with an explicit artifact location if needed.
+
+    This is where a sweep or a training run first opens its store: on a ``sqlite:///`` store it does so
+    under ``store_lock``, so that MLflow creates the schema of a fresh store once, and two processes never
+    both create the experiment.  On a server, a racing creation by another process is taken as it is."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     configure_mlflow_http()
     check_tracking(uri)
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
     try:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+        with store_lock(uri):
+            client = mlflow.MlflowClient(uri)
+            experiment = client.get_experiment_by_name(name)  # the first call opens the store: schema, migrations
+            if experiment is not None:
+                return experiment.experiment_id
+            try:
+                return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                return client.get_experiment_by_name(name).experiment_id  # another process made it meanwhile
     except MlflowException as error:
         raise TrackingError(f"MLflow store {uri}: {str(error).splitlines()[0]}; check --tracking-uri") from None
 

@@ -136,8 +136,8 @@ def run_sweep(
 
 
 def _run(plan: SweepPlan, echo: Callable[[str], None], status_every: float | None = None) -> SweepResult:
-    name = sweep_name(plan.space.name)
-    folder = create_sweep_folder(plan, name)
+    folder = create_sweep_folder(plan, sweep_name(plan.space.name))
+    name = folder.name  # unique in the storage: another sweep may have started in the same second
     with sweep_log(folder / "sweep.log") as log_handler:  # MLflow's first lines (a new store's tables) too
         try:
             experiment_id = ensure_experiment(plan.tracking_uri, plan.options.experiment)

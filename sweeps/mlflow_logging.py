@@ -8,7 +8,8 @@ adds, through the same util's MLflow client:
 - nested runs: each trial is one child run of the sweep's parent run (tags ``mlflow.parentRunId``,
   ``run_type=trial``, ``trial_id``, and the source tags of ``bibleqa.tracking.source_tags``), named by its
   settings first (``sweeps.run_names``: ``bootstrap b2 l1 k2 n8 #3 bible_qa_<YYYYmmdd_HHMMSS>``), kept
-  across retries (``attempt``, ``last_error``);
+  across retries (``attempt``, ``last_error``), a retry after a lost node included; a failed attempt is
+  reported to ``on_trial_lost`` (the sweep frees the LM slots it may have held, ``SlotPool.drop``);
 - our params and metrics: the trial config plus the LM params (``model``, ``lm_studio_model``,
   ``lm_studio_api_url``: the pool's URLs comma-joined, ``model_format``), so the seed's comparison code works
   on trial runs as written, and what the trial reported, without Ray's bookkeeping; the tags ``ray_node_id``
@@ -60,6 +61,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         objective: str = "theological_match_score",
         mode: str = "max",
         past: Sequence[TrialRecord] = (),
+        on_trial_lost: Callable[[str], Any] | None = None,
     ):
         super().__init__(tracking_uri=tracking_uri)
         self.experiment_id = experiment_id
@@ -68,6 +70,8 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         self.lm_pool = tuple(lm_pool) or (lm_settings,)
         self.total_trials = total_trials
         self.echo = echo or (lambda line: None)
+        # Called with the trial id when an attempt fails: a process or node lost mid-call releases nothing.
+        self.on_trial_lost = on_trial_lost or (lambda trial_id: None)
         self.records: dict[str, TrialRecord] = {}
         # Trials that ended before a resume count in the progress line, and in the best-so-far history.
         self._finished = len(past)
@@ -125,6 +129,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             record.artifacts[name] = text
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.on_trial_lost(trial.trial_id)
         record = self.records.get(trial.trial_id)
         if record is not None:
             record.error = trial_error(trial)
@@ -136,6 +141,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             return
         record.seconds = time.monotonic() - record.started
         if failed:
+            self.on_trial_lost(trial.trial_id)
             record.error = trial_error(trial)
             self._end(record, "FAILED")
         else:

@@ -117,6 +117,7 @@ class SlotPool:
         self._reserved: dict[str, list[tuple[str, asyncio.TimerHandle]]] = {}
         self._last_endpoint: dict[str, str] = {}
         self._started: dict[str, tuple[float, str]] = {}
+        self._holders: dict[str, str] = {}  # call in flight -> its holder
         self.in_flight = 0
         self.max_in_flight = 0
         self.calls = 0
@@ -139,6 +140,7 @@ class SlotPool:
         if self._first is None:
             self._first = now
         self._started[call_id] = (now, lm_base)
+        self._holders[call_id] = holder
         if holder:
             self._last_endpoint[holder] = lm_base
         self.in_flight += 1
@@ -153,6 +155,7 @@ class SlotPool:
         """The request ``call_id`` is over; ``unreachable=True``: it failed because its endpoint could not be
         reached (refused, reset, timed out), which marks the endpoint DOWN."""
         started = self._started.pop(call_id, None)
+        self._holders.pop(call_id, None)
         if started is None:
             return
         started_at, lm_base = started
@@ -176,6 +179,18 @@ class SlotPool:
         for lm_base, timer in self._reserved.pop(holder, []):
             timer.cancel()
             self._hand_over(self._endpoints[lm_base])
+
+    async def drop(self, holder: str) -> None:
+        """The holder is gone without a word (its trial's process or node died mid-call): its calls in flight
+        free their slots, the slots kept for it go to the waiters, and its own waits end.  Without this a
+        trial lost mid-call holds its slot for ever, and with one slot every other trial waits for ever."""
+        for waiter, waiting in list(self._waiters):
+            if waiting == holder:
+                waiter.cancel()
+        self._waiters = deque((waiter, waiting) for waiter, waiting in self._waiters if waiting != holder)
+        for call_id in [call for call, owner in self._holders.items() if owner == holder]:
+            await self.release(call_id)  # no waiters of this holder are left, so nothing is kept for it
+        await self.forget(holder)
 
     def _take_kept(self, holder: str) -> str | None:
         kept = self._reserved.get(holder)

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -46,9 +47,18 @@ def sweep_name(space_name: str, now: datetime | None = None) -> str:
 
 
 def create_sweep_folder(plan: SweepPlan, name: str) -> Path:
-    """Make ``<storage>/<name>`` (it must not exist) and write ``space.yaml`` and ``sweep.json`` into it."""
-    folder = Path(plan.options.storage).resolve() / name
-    folder.mkdir(parents=True, exist_ok=False)
+    """Make a new folder ``<storage>/<name>`` and write ``space.yaml`` and ``sweep.json`` into it; return it.
+
+    When ``<name>`` exists already (another sweep of the same space started in the same second, into the same
+    storage), the folder is ``<name>_2``, ``<name>_3``, ...: its name is the sweep's name, so the caller takes
+    ``folder.name``.  ``mkdir`` is atomic, so two processes never get the same folder."""
+    storage = Path(plan.options.storage).resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        folder = storage / (name if number == 1 else f"{name}_{number}")
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            break
     (folder / SPACE_FILE).write_text(plan.space.text, encoding="utf-8")
     options = asdict(plan.options)
     if options["data"]:  # a resume may start in another directory

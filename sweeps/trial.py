@@ -83,7 +83,10 @@ def trial_result(config: dict[str, Any], context: SweepContext) -> dict[str, Any
     trial = TrialConfig.from_ray(config)
     settings = trial.lm_settings(context.lm_settings)
     dataset = load_dataset(context.data)
-    hooks = [SlotHook(context.slots_actor, context.slots_namespace)] if context.slots_actor else []
+    # The slot holder is the trial: should this attempt's process or node die mid-call, the driver frees the
+    # slots it held by the trial's id (``SlotPool.drop``).
+    holder = tune.get_context().get_trial_id() if context.slots_actor else None
+    hooks = [SlotHook(context.slots_actor, context.slots_namespace, holder=holder)] if context.slots_actor else []
     lm = build_lm(settings, request_hooks=hooks)
     # No DSPy tracing in a trial (unlike ``bibleqa train``): mlflow.dspy.autolog() calls dspy.settings.configure,
     # which DSPy 3.4 allows only from the thread that first called it, and Tune runs each trial of a reused

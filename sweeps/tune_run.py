@@ -24,6 +24,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeps.lm_outage import OutageWatch
 from sweeps.mlflow_logging import SweepMLflowCallback
@@ -95,7 +96,9 @@ def run_trials(
     with _ray(plan, namespace, parent.sweep_dir) as started:
         logger.info("Ray is up (%s); running %d trials", "started" if started else "joined", budget.trials)
         actor_name = f"lm-slots-{parent.sweep_dir.name}"
-        slots_actor = LMSlots.options(name=actor_name, namespace=namespace).remote(
+        # On the driver's node: a trial's node may be lost mid-sweep, and the slots with it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        slots_actor = LMSlots.options(name=actor_name, namespace=namespace, scheduling_strategy=here).remote(
             [(endpoint.lm_base, endpoint.slots) for endpoint in plan.pool]
         )
         callback = SweepMLflowCallback(
@@ -109,6 +112,7 @@ def run_trials(
             objective=plan.space.metric,
             mode=plan.space.mode,
             past=budget.past,
+            on_trial_lost=lambda trial_id: slots_actor.drop.remote(trial_id),
         )
         context = SweepContext(
             lm_settings=plan.lm,

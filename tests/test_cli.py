@@ -2,7 +2,9 @@
 and starts nothing.
 
 Time bounds are measured from the request to the error (a hung server records when it was contacted), never
-from process start: interpreter start-up on two busy cores is not what the bound is about."""
+from process start: interpreter start-up on two busy cores is not what the bound is about.  The one exception
+is a server down when a sweep starts: issue 11 states that contract as what a person sees (the error within
+10 s of the command), so it is timed from outside, as a generous ceiling."""
 
 from __future__ import annotations
 
@@ -143,12 +145,36 @@ def sweep(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[sub
     return result, time.monotonic() - started
 
 
-def test_sweep_with_lm_studio_down_starts_nothing(workdir):
-    base = f"http://127.0.0.1:{free_port()}/v1"
-    result, _ = sweep("run", SMOKE, "--lm-base", base, cwd=workdir)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"bibleqa-sweep: error: LM Studio is not reachable at {base}" in result.stderr
-    assert list(workdir.iterdir()) == []
+DOWN_AT_START_CEILING_S = 10.0
+"""Issue 11's contract for a server that is down when a sweep starts: the person has the error within 10 s."""
+
+
+@pytest.mark.parametrize("down", ["lm-closed-port", "lm-hung", "mlflow-closed-port", "mlflow-hung"])
+def test_a_server_down_at_start_is_one_line_exit_2_within_10_s_and_starts_nothing(down, fake_lm_server, workdir,
+                                                                                  ray_temp_dir):  # fmt: skip
+    """``bibleqa-sweep run`` with the LM or the MLflow server down (a port nobody listens on, or a FAKE server
+    that accepts the connection and never answers): one line, exit 2, within 10 s of typing the command
+    (timed from outside, interpreter start-up included), and nothing started: no sweep folder, no store
+    (so no parent run), no Ray, no LM call."""
+    fake = fake_lm_server([(200, completion_body(" Noah"))])  # a FAKE LM that answers, when the LM is not the fault
+    silent = SilentServer()  # accepts every connection, never answers a byte
+    closed = f"http://127.0.0.1:{free_port()}"
+    lm_base = {"lm-closed-port": f"{closed}/v1", "lm-hung": f"{silent.url}/v1"}.get(down, fake.base_url)
+    uri = {"mlflow-closed-port": closed, "mlflow-hung": silent.url}.get(down, "sqlite:///mlflow.db")
+    try:
+        result, elapsed = sweep("run", SMOKE, "--lm-base", lm_base, "--model-format", "completion", "--tracking-uri",
+                                uri, cwd=workdir, env={"RAY_TMPDIR": str(ray_temp_dir)})  # fmt: skip
+    finally:
+        silent.close()
+    print(f"{down}: the error after {elapsed:.1f} s")  # the figure, for `pytest -s`
+    if down.startswith("lm"):
+        assert_one_line_error(result, f"LM Studio is not reachable at {lm_base}", "--lm local", prog="bibleqa-sweep")
+    else:
+        assert_one_line_error(result, f"the MLflow server is not reachable at {uri}", prog="bibleqa-sweep")
+    assert elapsed < DOWN_AT_START_CEILING_S
+    assert list(workdir.iterdir()) == []  # no sweep folder, no mlflow.db (no parent run), no lock file
+    assert list(ray_temp_dir.iterdir()) == []  # Ray never started
+    assert not [request for request in fake.requests if request["path"].endswith("completions")]
 
 
 def test_sweep_with_a_bad_space_lists_its_problems(tmp_path):

@@ -362,6 +362,28 @@ def test_forget_hands_a_kept_slot_to_the_waiters_at_once():
     assert run(scenario()) == (True, True)
 
 
+def test_dropping_a_lost_holder_frees_its_calls_in_flight_and_ends_its_waits():
+    """A trial lost mid-call (its node died) never releases: ``drop`` frees what it held, the next waiter gets
+    it, the lost holder's own waits end, and the pool's count of free slots comes out right."""
+
+    async def scenario():
+        pool = SlotPool(one(2), affinity_s=30.0)
+        await pool.acquire("a1", "A")
+        await pool.acquire("a2", "A")  # A holds both slots
+        lost_wait = asyncio.create_task(pool.acquire("a3", "A"))
+        other = asyncio.create_task(pool.acquire("b1", "B"))
+        await settle()
+        blocked = not other.done()
+        await pool.drop("A")  # A's node is gone: it will never release a1 or a2
+        await settle()
+        got_one = other.done() and not other.cancelled()
+        await pool.acquire("c1", "C")  # the second slot of A is free too, kept for no one
+        stats = await pool.stats()
+        return blocked, got_one, lost_wait.cancelled(), pool.in_flight, stats["max_lm_calls_in_flight"]
+
+    assert run(scenario()) == (True, True, True, 2, 2)
+
+
 def test_an_expired_slot_with_no_waiter_left_becomes_free():
     async def scenario():
         pool = SlotPool(one(1), affinity_s=0.05)
