@@ -24,6 +24,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from sweeps.journal import MLflowJournal
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
 from sweeps.processes import descendants, record_processes
@@ -74,6 +75,7 @@ class TrialBudget:
 def run_trials(
     plan: SweepPlan,
     parent: ParentRun,
+    journal: MLflowJournal,
     log_handler: logging.Handler,
     echo: Callable[[str], None],
     status_every: float | None = None,
@@ -81,7 +83,8 @@ def run_trials(
 ) -> tuple[list[TrialRecord], dict[str, float]]:
     """Run the trials with Tune (``budget``, default: the sweep's whole budget); return their records and
     the slot figures.  Every trial that started ends with a final status, even when the sweep stops early
-    (time budget, Ctrl-C, a crash): then KILLED.  The search continues the study in the sweep folder.
+    (time budget, Ctrl-C, a crash): then KILLED.  Every trial run is written through ``journal``.  The search
+    continues the study in the sweep folder.
     ``echo`` gets a line per finished trial and, with ``status_every``, a status line (``sweeps.progress``)
     every ``status_every`` seconds while the trials run."""
     echo = one_line_at_a_time(echo)
@@ -94,6 +97,7 @@ def run_trials(
             plan.lm.slots, affinity_for(plan.lm.slots)
         )
         callback = SweepMLflowCallback(
+            journal=journal,
             tracking_uri=plan.tracking_uri,
             experiment_id=parent.experiment_id,
             parent_run_id=parent.run_id,
