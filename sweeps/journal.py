@@ -6,8 +6,8 @@ alias) go through one ``MLflowJournal``.  Each write is appended to ``mlflow_jou
 folder (one JSON line, fsynced), then delivered to MLflow, oldest first; ``mlflow_journal_state.json`` (written
 atomically) holds how many lines are delivered, and the values MLflow gave back.
 
-- **When MLflow does not answer** (connection refused or reset, a timeout, a 5xx after MLflow's own short
-  retries: ``is_outage``), delivery stops at that write and the sweep goes on; the writes wait in the
+- **When MLflow does not answer** (connection refused or reset, a timeout, 5xx answers that outlast MLflow's
+  own short retries: ``is_outage``), delivery stops at that write and the sweep goes on; the writes wait in the
   journal.  Delivery is retried at the next write, at most once every ``RETRY_EVERY_S`` seconds while MLflow
   is away (so an outage costs the trials one failed call per ``RETRY_EVERY_S``, not one per write), and once
   more when the sweep ends.  There is no background thread: a sweep writes at every trial's end, and its
@@ -84,7 +84,7 @@ def is_outage(error: BaseException) -> bool:
         if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
             return True
         if isinstance(seen, MlflowException):
-            if seen.error_code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR"):
+            if seen.error_code == "TEMPORARILY_UNAVAILABLE":
                 return True
             return any(word in str(seen) for word in OUTAGE_WORDS)
         seen = seen.__cause__ or seen.__context__
