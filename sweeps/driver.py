@@ -44,7 +44,7 @@ import mlflow
 from bibleqa.local_lm import serving_pid
 from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params, source_tags
 from sweeps.finalize import finalize_sweep, save_result
-from sweeps.journal import MLflowJournal, waiting_line
+from sweeps.journal import MLflowJournal
 from sweeps.mlflow_view import save_trials_view
 from sweeps.options import (
     DEFAULT_N_STARTUP_TRIALS,
@@ -159,13 +159,10 @@ def _run(plan: SweepPlan, echo: Callable[[str], None], status_every: float | Non
 
 def settle_result(result: SweepResult, journal: MLflowJournal) -> SweepResult:
     """Once the parent has ended: one more try to deliver what waits, and the result (and ``summary.json``)
-    with what MLflow holds; while MLflow is not answering, the log says how many writes wait, and the
-    command that delivers them."""
+    with what MLflow holds.  While MLflow is not answering, ``SweepResult.mlflow_pending`` counts the writes
+    that wait (the CLI says so, with the command that delivers them: ``sweeps.journal.waiting_line``)."""
     journal.deliver(force=True)
-    result = save_result(result, journal)
-    if result.mlflow_pending:
-        logger.warning("%s", waiting_line(result.mlflow_pending, journal.folder, journal.tracking_uri))
-    return result
+    return save_result(result, journal)
 
 
 def record_driver(folder: Path, plan: SweepPlan) -> None:

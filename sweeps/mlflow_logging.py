@@ -79,6 +79,11 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             if record.status == "FINISHED":
                 self._improve_best(record)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner's callbacks into its ``tuner.pkl`` (for ``Tuner.restore``, which the sweep never
+        uses): without ``echo``, which may hold anything (a caller's server, a lock)."""
+        return {**self.__dict__, "echo": None}
+
     def setup(self, *args: Any, **kwargs: Any) -> None:
         self.mlflow_util.setup_mlflow(
             tracking_uri=self.tracking_uri, experiment_id=self.experiment_id, create_experiment_if_not_exists=False

@@ -184,7 +184,8 @@ def test_mlflow_away_until_after_the_sweep_then_sync(server, fake_lm, tmp_path, 
     err = capsys.readouterr().err
     waiting = json.loads((folder / "summary.json").read_text())["mlflow_pending"]
     assert code == 3 and waiting > 0
-    [line] = [line for line in err.splitlines() if "wait" in line]
+    [line] = [line for line in err.splitlines() if "write(s) wait" in line]
+    assert "WARNING sweeps.journal: MLflow at" in err and "the sweep goes on" in err  # said when it went away
     assert f"{waiting} write(s) wait in {folder / JOURNAL_FILE}" in line
     assert line.endswith(f"bibleqa-sweep sync {folder}")
 
