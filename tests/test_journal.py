@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from bibleqa.tracking import ensure_experiment
+from sweeps import cli
 from sweeps.journal import JOURNAL_FILE, MLflowJournal, sync_sweep
 from sweeps.sweep_folder import PARENT_FILE
 
@@ -184,3 +185,9 @@ def test_while_mlflow_is_away_a_write_tries_it_at_most_once_per_interval(tmp_pat
     assert journal.pending() == 20
     flaky.away = False
     assert journal.deliver(force=True) == 0
+
+
+def test_sync_of_a_folder_that_is_no_sweep_says_so_in_one_line(tmp_path, capsys):
+    assert cli.main(["sync", str(tmp_path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert str(tmp_path) in line and "is not a sweep folder" in line and "bibleqa-sweep run printed" in line
