@@ -17,8 +17,9 @@ The public API (what ``__all__`` names; everything else may change)::
     sweeps.estimate_sweep("search_spaces/smoke.yaml", lm=lm, trials=6)   # what --dry-run prints
     sweeps.resume_sweep("sweeps_results/sweep_smoke_20260101_120000")    # finish a stopped sweep
     except sweeps.SweepStopped as stopped: ...        # the LM stayed away past lm_outage_limit: resume it
+    sweeps.sync_sweep("sweeps_results/sweep_smoke_20260101_120000")      # deliver what waits for MLflow
 
-The command line does the same: ``bibleqa-sweep validate|run|resume|pick`` (``sweeps.cli``).
+The command line does the same: ``bibleqa-sweep validate|run|resume|sync|pick`` (``sweeps.cli``).
 
 The names load on first use, so that ``import sweeps`` (and the command's ``--help`` and ``validate``) do not
 import DSPy, MLflow or Ray.
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from bibleqa.local_lm import bundled_lm
     from sweeps.driver import run_sweep
     from sweeps.estimate import estimate_sweep
+    from sweeps.journal import sync_sweep
     from sweeps.result import NoWinner, SweepEstimate, SweepResult
     from sweeps.resume import resume_sweep
     from sweeps.space import SpaceError
@@ -44,6 +46,7 @@ _PUBLIC = {
     "run_sweep": "sweeps.driver",
     "estimate_sweep": "sweeps.estimate",
     "resume_sweep": "sweeps.resume",
+    "sync_sweep": "sweeps.journal",
     "SweepResult": "sweeps.result",
     "SweepEstimate": "sweeps.result",
     "NoWinner": "sweeps.result",
@@ -67,6 +70,7 @@ __all__ = [
     "lm_studio",
     "resume_sweep",
     "run_sweep",
+    "sync_sweep",
 ]
 
 

@@ -3,12 +3,14 @@
     bibleqa-sweep validate search_spaces/smoke.yaml
     bibleqa-sweep run search_spaces/smoke.yaml --trials 6 --lm local
     bibleqa-sweep resume sweeps_results/sweep_smoke_20260101_120000
+    bibleqa-sweep sync sweeps_results/sweep_smoke_20260101_120000
     bibleqa-sweep pick --ask "Who built the ark?" --lm local
 
 Exit codes: 0 success; 1 nothing matched (``pick``); 2 a user error (bad file or flag, unreachable server,
-unknown experiment), printed as one line (``validate`` prints one line per problem); 75 the LM stayed
-unreachable past ``--lm-outage-limit`` (one line: which LM, since when, what finished, the resume command);
-130 Ctrl-C.
+unknown experiment), printed as one line (``validate`` prints one line per problem); 3 the sweep ended (``run``,
+``resume``) or ``sync`` did, but writes still wait for an MLflow server that went away (one line says how
+many, and the ``sync`` command); 75 the LM stayed unreachable past ``--lm-outage-limit`` (one line: which LM,
+since when, what finished, the resume command); 130 Ctrl-C.
 
 Ctrl-C (``run`` and ``resume``): the command handles SIGINT itself (Tune's handler is off).  The first one
 stops the sweep: running trials end KILLED, the parent run ends KILLED with a summary of what finished, and
@@ -25,6 +27,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 from bibleqa.cli import add_lm_flags, configure_logging, lm_from_flags, lm_pool_from_flags, run_cli
@@ -33,6 +36,7 @@ from bibleqa.errors import BibleQAError, UserError
 from bibleqa.local_lm import DEFAULT_N_CTX
 from bibleqa.metrics import TRACKED_METRICS
 from bibleqa.tracking import DEFAULT_EXPERIMENT
+from sweeps.journal import sync_command, sync_sweep, waiting_line
 from sweeps.mlflow_view import run_url, runs_table_url
 from sweeps.options import (
     DEFAULT_LM_OUTAGE_LIMIT,
@@ -112,6 +116,31 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     print_result(result)
     _write_json(args.output_json, result.as_json())  # parent_run_id, best_run_id, best_config, ...
+    return mlflow_waits(result)
+
+
+def mlflow_waits(result: Any) -> int:
+    """Exit code 3, and the line that says so, when writes wait for MLflow (it went away and had not come
+    back when the sweep ended); else 0."""
+    if not result.mlflow_pending:
+        return 0
+    print(f"{PROG}: {waiting_line(result.mlflow_pending, Path(result.sweep_dir), result.tracking_uri)}",
+          file=sys.stderr)  # fmt: skip
+    return 3
+
+
+def _sync(args: argparse.Namespace) -> int:
+    report = sync_sweep(args.sweep_dir)
+    refused = f"; {report.rejected} refused by MLflow (see sweep.log)" if report.rejected else ""
+    if report.pending:
+        again = sync_command(Path(args.sweep_dir))
+        print(f"{PROG}: MLflow stopped answering: {report.delivered} write(s) delivered, {report.pending} still "
+              f"wait; run again once it answers: {again}{refused}", file=sys.stderr)  # fmt: skip
+        return 3
+    if report.delivered:
+        print(f"delivered {report.delivered} write(s) to MLflow; it holds the whole sweep{refused}")
+    else:
+        print(f"nothing waits for MLflow in {args.sweep_dir}: it holds the whole sweep{refused}")
     return 0
 
 
@@ -127,7 +156,7 @@ def _resume(args: argparse.Namespace) -> int:
         result = resume_sweep(args.sweep_dir, echo=_echo, status_every=status_every)
     print_result(result)
     _write_json(args.output_json, result.as_json())  # the same parent_run_id as the first start
-    return 0
+    return mlflow_waits(result)
 
 
 @contextmanager
@@ -349,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("sweep_dir", help="the sweep folder (under --storage, e.g. sweeps_results/sweep_...)")
     resume.add_argument("--output-json", default=None, help="write the summary as JSON to this file")
     resume.set_defaults(handler=_resume)
+
+    sync = commands.add_parser("sync", help="deliver the MLflow writes that wait in a sweep folder's journal")
+    sync.add_argument("sweep_dir", help="the sweep folder (under --storage, e.g. sweeps_results/sweep_...)")
+    sync.set_defaults(handler=_sync)
 
     pick = commands.add_parser("pick", help="print the winning run (and ask it a question)")
     _add_tracking_flags(pick)

@@ -13,6 +13,10 @@ Order of work:
 3. ``sweeps.tune_run``: run the trials, each an MLflow child run;
 4. ``sweeps.finalize``: pick the winner, score it once on test, log the summary, plots and model on the parent.
 
+Every write to MLflow after the parent run's creation goes first to the sweep folder's journal
+(``sweeps.journal``): if the MLflow server goes away mid-sweep, the sweep goes on, and what waits is
+delivered once it answers, or by ``bibleqa-sweep sync`` (``SweepResult.mlflow_pending`` counts it).
+
 From step 2 on, whatever stops the sweep leaves the parent with a final status: FINISHED, FAILED with the
 error in its ``error`` tag, or KILLED on ``KeyboardInterrupt`` (re-raised as ``SweepInterrupted``, a
 ``KeyboardInterrupt`` that names the folder to resume; ``sweeps.resume`` continues it).
@@ -40,7 +44,8 @@ import mlflow
 from bibleqa.lm_pool import pool_params
 from bibleqa.local_lm import serving_pid
 from bibleqa.tracking import DEFAULT_EXPERIMENT, ensure_experiment, log_batch, provenance_params, source_tags
-from sweeps.finalize import finalize_sweep
+from sweeps.finalize import finalize_sweep, save_result
+from sweeps.journal import MLflowJournal
 from sweeps.lm_outage import LMOutage
 from sweeps.mlflow_view import save_trials_view
 from sweeps.options import (
@@ -148,18 +153,29 @@ def _run(plan: SweepPlan, echo: Callable[[str], None], status_every: float | Non
             echo(f"note: {note}")
         client = mlflow.MlflowClient(plan.tracking_uri)
         tags = {"run_type": "sweep", "sweep_dir": str(folder), **source_tags()}
+        # Created directly, not journaled: a sweep whose MLflow does not answer at its start does not start.
         run = client.create_run(experiment_id, run_name=name, tags=tags)
         parent = ParentRun(experiment_id, run.info.run_id, name, folder)
-        with ends_parent_run(client, plan, parent):  # whatever stops the sweep, the parent gets a final status
+        journal = MLflowJournal(folder, plan.tracking_uri, client=client)  # every later write goes through it
+        with ends_parent_run(journal, plan, parent):  # whatever stops the sweep, the parent gets a final status
             write_parent(parent, plan.tracking_uri)
             record_driver(folder, plan)
-            log_batch(parent.run_id, params=_parent_params(plan), client=client)
-            save_trials_view(client, experiment_id, parent.run_id, plan.space.metric, plan.space.mode)
+            log_batch(parent.run_id, params=_parent_params(plan), client=journal)
+            save_trials_view(journal, experiment_id, parent.run_id, plan.space.metric, plan.space.mode)
             echo(f"sweep {name}: {plan.options.trials} trials, {plan.slots} LM slot(s) on {len(plan.pool)} "
                  f"endpoint(s), parent run {parent.run_id}, folder {folder}")  # fmt: skip
-            records, slot_stats = run_trials(plan, parent, log_handler, echo, status_every=status_every)
-            result = finalize_sweep(client, plan, parent, records, slot_stats)
+            records, slot_stats = run_trials(plan, parent, journal, log_handler, echo, status_every=status_every)
+            result = finalize_sweep(journal, plan, parent, records, slot_stats)
+        result = settle_result(result, journal)
     return result
+
+
+def settle_result(result: SweepResult, journal: MLflowJournal) -> SweepResult:
+    """Once the parent has ended: one more try to deliver what waits, and the result (and ``summary.json``)
+    with what MLflow holds.  While MLflow is not answering, ``SweepResult.mlflow_pending`` counts the writes
+    that wait (the CLI says so, with the command that delivers them: ``sweeps.journal.waiting_line``)."""
+    journal.deliver(force=True)
+    return save_result(result, journal)
 
 
 def record_driver(folder: Path, plan: SweepPlan) -> None:
@@ -172,28 +188,28 @@ def record_driver(folder: Path, plan: SweepPlan) -> None:
 
 
 @contextlib.contextmanager
-def ends_parent_run(client: Any, plan: SweepPlan, parent: ParentRun) -> Iterator[None]:
-    """Whatever stops the block, the parent run ends with a final status: FINISHED; KILLED on Ctrl-C or an
-    LM outage past its limit, after a summary of what finished (``sweeps.stopped``; re-raised as
-    ``SweepInterrupted`` or ``SweepStopped``, which name the resume command); FAILED on any other error, in
-    its ``error`` tag (re-raised)."""
+def ends_parent_run(journal: MLflowJournal, plan: SweepPlan, parent: ParentRun) -> Iterator[None]:
+    """Whatever stops the block, the parent run ends with a final status (journaled, so also while MLflow
+    is away): FINISHED; KILLED on Ctrl-C or an LM outage past its limit, after a summary of what finished
+    (``sweeps.stopped``; re-raised as ``SweepInterrupted`` or ``SweepStopped``, which name the resume
+    command); FAILED on any other error, in its ``error`` tag (re-raised)."""
     try:
         yield
     except (KeyboardInterrupt, LMOutage) as error:
-        client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        journal.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
         try:
-            summary = sum_up_stopped(client, parent, plan.options.trials)
+            summary = sum_up_stopped(journal, parent, plan.options.trials)
         finally:
-            client.set_terminated(parent.run_id, status="KILLED")
+            journal.set_terminated(parent.run_id, status="KILLED")
         logger.info("%s", summary)
         if isinstance(error, LMOutage):
             raise SweepStopped(parent.sweep_dir, str(error), summary) from error
         raise SweepInterrupted(parent.sweep_dir, summary) from error
     except BaseException as error:
-        client.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
-        client.set_terminated(parent.run_id, status="FAILED")
+        journal.set_tag(parent.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        journal.set_terminated(parent.run_id, status="FAILED")
         raise
-    client.set_terminated(parent.run_id, status="FINISHED")
+    journal.set_terminated(parent.run_id, status="FINISHED")
 
 
 def _parent_params(plan: SweepPlan) -> dict[str, Any]:

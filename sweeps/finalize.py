@@ -13,6 +13,9 @@ where the test split is used: the winner is scored on it once (``score_on_test``
    ``champion``, with ``--register``);
 6. set the verdict (``sweeps.verdict``): the parent's description, every trial's ``sweep_rank``,
    ``is_winner`` and description; and write ``summary.json``.
+
+Every write goes through the sweep's journal (``sweeps.journal``), so a sweep whose MLflow server is away
+still sums up: into its folder at once, and into MLflow once it answers.
 """
 
 from __future__ import annotations
@@ -23,15 +26,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow
-
 from bibleqa.dataset import Dataset
 from bibleqa.dspy_lm import lm_context
 from bibleqa.evaluate import evaluate
 from bibleqa.lm import LMSettings
 from bibleqa.metrics import LOGGED_METRICS, TRACKED_METRICS
 from bibleqa.program import BibleQA, build_program
-from bibleqa.tracking import log_batch, log_program_model, source_tags
+from bibleqa.tracking import log_batch, source_tags
+from sweeps.journal import MLflowJournal
 from sweeps.plan import ParentRun, SweepPlan
 from sweeps.plots import write_plots
 from sweeps.records import TrialRecord
@@ -52,9 +54,10 @@ BEST_METRICS = (*LOGGED_METRICS, "n_errors", "lm_calls", "lm_cache_hits", "compi
 
 
 def finalize_sweep(
-    client: Any, plan: SweepPlan, parent: ParentRun, records: list[TrialRecord], slot_stats: dict[str, float]
+    journal: MLflowJournal, plan: SweepPlan, parent: ParentRun, records: list[TrialRecord], slot_stats: dict[str, float]
 ) -> SweepResult:
-    """Log the summary on the parent run (it stays open: the caller ends it) and return the ``SweepResult``."""
+    """Log the summary on the parent run through the sweep's journal (it stays open: the caller ends it) and
+    return the ``SweepResult``; ``summary.json`` holds it, with the run ids MLflow gave so far."""
     ranked = rank_trials(records, plan.space.metric, plan.space.mode)
     winner = ranked[0] if ranked else None
     sure = certainty(winner, ranked[1] if len(ranked) > 1 else None, plan.space.metric) if winner else None
@@ -80,14 +83,22 @@ def finalize_sweep(
         result.best_config = winner.trial.as_params()
         result.best_metrics = dict(winner.metrics)
         result.top = [top_row(record) for record in ranked[:5]]
-    _log_figures(client, result, records, winner, sure, plan.space.metric)
-    _log_artifacts(client, plan, result, ranked, records, sure)
-    model = _log_model(client, plan, result, winner, program) if winner and program is not None else None
+    _log_figures(journal, result, records, winner, sure, plan.space.metric)
+    _log_artifacts(journal, plan, result, ranked, records, sure)
+    model = _log_model(journal, plan, result, winner) if winner and program is not None else None
     tags = verdict_tags(experiment_id=parent.experiment_id, parent_run_id=parent.run_id, metric=plan.space.metric,
                         ranked=ranked, records=records, sure=sure, test_metrics=test_metrics, model=model)  # fmt: skip
     for run_id, run_tags in tags.items():
-        log_batch(run_id, tags=run_tags, client=client)
-    (parent.sweep_dir / "summary.json").write_text(json.dumps(result.as_json(), indent=2), encoding="utf-8")
+        log_batch(run_id, tags=run_tags, client=journal)
+    return save_result(result, journal)
+
+
+def save_result(result: SweepResult, journal: MLflowJournal) -> SweepResult:
+    """The result with the run ids MLflow gave for the journal's placeholders, and how many writes wait;
+    written to ``summary.json`` (and its placeholders settled in ``summary.md`` and ``trials.csv``)."""
+    result = SweepResult(**journal.resolve({**result.as_json(), "mlflow_pending": journal.pending()}))
+    (Path(result.sweep_dir) / "summary.json").write_text(json.dumps(result.as_json(), indent=2), encoding="utf-8")
+    journal.settle_files()
     return result
 
 
@@ -125,7 +136,7 @@ def score_on_test(program: Any, trial: TrialConfig, settings: LMSettings, datase
 
 
 def _log_figures(
-    client: Any,
+    journal: MLflowJournal,
     result: SweepResult,
     records: list[TrialRecord],
     winner: TrialRecord | None,
@@ -151,11 +162,11 @@ def _log_figures(
             "best_trial_id": winner.trial_id,
             "pick_is_clear": str(result.pick_is_clear).lower(),
         }
-    log_batch(result.parent_run_id, metrics=metrics, tags=tags, client=client)
+    log_batch(result.parent_run_id, metrics=metrics, tags=tags, client=journal)
 
 
 def _log_artifacts(
-    client: Any,
+    journal: MLflowJournal,
     plan: SweepPlan,
     result: SweepResult,
     ranked: list[TrialRecord],
@@ -182,21 +193,16 @@ def _log_artifacts(
         (folder / PROGRAM_FILE).write_text(ranked[0].artifacts[PROGRAM_FILE], encoding="utf-8")
         files.append(folder / PROGRAM_FILE)
     for path in files:
-        client.log_artifact(result.parent_run_id, str(path))
+        journal.log_artifact(result.parent_run_id, str(path))
 
 
-def _log_model(
-    client: Any, plan: SweepPlan, result: SweepResult, winner: TrialRecord, program: BibleQA
-) -> LoggedModelLink:
+def _log_model(journal: MLflowJournal, plan: SweepPlan, result: SweepResult, winner: TrialRecord) -> LoggedModelLink:
     """The winner as an MLflow model on the winner's own run, named by its settings, with the trial's params
     (MLflow copies the run's) and the source tags; ``--register NAME`` adds it to the registry with alias
     ``champion``.  The parent's ``best_model_uri`` and ``best_model_id`` tags point at it.
 
-    The winner's run has ended: ``mlflow.dspy.log_model`` logs only into the active run, so the run is
-    reopened (MLflow sets it RUNNING), and its status and end time are put back afterwards, whatever
-    happens in between."""
-    mlflow.set_tracking_uri(plan.tracking_uri)
-    ended = client.get_run(winner.run_id).info
+    Journaled (``sweeps.winner_model`` delivers it, from the folder's ``program.json``): while MLflow is
+    away, the model's id, URI and version are the journal's placeholders, replaced once it answers."""
     name = model_name(winner.trial)
     tags = {
         **source_tags(),
@@ -204,17 +210,20 @@ def _log_model(
         "trial_id": winner.trial_id,
         "parent_run_id": result.parent_run_id,
     }
-    try:
-        with mlflow.start_run(run_id=winner.run_id):
-            model_info = log_program_model(program, name=name, tags=tags)
-    finally:
-        client.set_terminated(winner.run_id, status=ended.status, end_time=ended.end_time)
-    result.model_uri = model_info.model_uri
+    knobs = {knob: getattr(winner.trial, knob) for knob in ("retrieval_k", "chain_of_thought", "related_passages")}
+    model_id, model_uri = journal.log_program_model(
+        winner.run_id,
+        state_file=str(Path(result.sweep_dir) / PROGRAM_FILE),
+        knobs=knobs,
+        name=name,
+        tags=tags,
+        status=winner.status,
+    )
+    result.model_uri = model_uri
     registered = None
     if plan.options.register:
-        version = mlflow.register_model(model_info.model_uri, plan.options.register)
-        client.set_registered_model_alias(plan.options.register, "champion", version.version)
-        registered = f"`{plan.options.register}` version {version.version}"
-    log_batch(result.parent_run_id, tags={"best_model_uri": model_info.model_uri,
-                                          "best_model_id": model_info.model_id}, client=client)  # fmt: skip
-    return LoggedModelLink(model_info.model_id, name, model_info.model_uri, registered)
+        version = journal.register_model(model_uri, plan.options.register, winner.run_id, "champion")
+        registered = f"`{plan.options.register}` version {version}"
+    log_batch(result.parent_run_id, tags={"best_model_uri": model_uri, "best_model_id": model_id},
+              client=journal)  # fmt: skip
+    return LoggedModelLink(model_id, name, model_uri, registered)

@@ -2,8 +2,9 @@
 
 The parent class does the tracking set-up: ``setup()`` points its ``mlflow_util`` at the sweep's tracking
 URI and experiment (by id, so an ``MLFLOW_EXPERIMENT_ID`` in the environment cannot send the trials
-elsewhere), and ``mlflow_util.start_run`` creates each trial's run in that experiment.  What this subclass
-adds, through the same util's MLflow client:
+elsewhere).  Every write goes through the sweep's journal (``sweeps.journal``: each trial's run is created
+in that experiment by id, and a trial run goes on while the MLflow server is away; its run id may be the
+journal's placeholder until MLflow answers).  What this subclass adds:
 
 - nested runs: each trial is one child run of the sweep's parent run (tags ``mlflow.parentRunId``,
   ``run_type=trial``, ``trial_id``, and the source tags of ``bibleqa.tracking.source_tags``), named by its
@@ -35,6 +36,7 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from bibleqa.lm import LMSettings
 from bibleqa.lm_pool import endpoints_tag, pool_params
 from bibleqa.tracking import log_batch, source_tags
+from sweeps.journal import MLflowJournal
 from sweeps.records import TrialRecord
 from sweeps.run_names import trial_run_name
 from sweeps.trial import ARTIFACTS_KEY, ENDPOINTS_KEY, NODE_KEY, REPORTED_METRICS
@@ -51,6 +53,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
     def __init__(
         self,
         *,
+        journal: MLflowJournal,
         tracking_uri: str,
         experiment_id: str,
         parent_run_id: str,
@@ -64,6 +67,7 @@ class SweepMLflowCallback(MLflowLoggerCallback):
         on_trial_lost: Callable[[str], Any] | None = None,
     ):
         super().__init__(tracking_uri=tracking_uri)
+        self._client = journal
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.lm_settings = lm_settings
@@ -83,12 +87,15 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             if record.status == "FINISHED":
                 self._improve_best(record)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner's callbacks into its ``tuner.pkl`` (for ``Tuner.restore``, which the sweep never
+        uses): without ``echo``, which may hold anything (a caller's server, a lock)."""
+        return {**self.__dict__, "echo": None}
+
     def setup(self, *args: Any, **kwargs: Any) -> None:
         self.mlflow_util.setup_mlflow(
             tracking_uri=self.tracking_uri, experiment_id=self.experiment_id, create_experiment_if_not_exists=False
         )
-        # Ray's util has no public accessor for its client; this is the one it logs with, for its URIs.
-        self._client = self.mlflow_util._get_client()
 
     def log_trial_start(self, trial: Any) -> None:
         record = self.records.get(trial.trial_id)
@@ -100,7 +107,8 @@ class SweepMLflowCallback(MLflowLoggerCallback):
             return
         config = TrialConfig.from_ray(dict(trial.config))
         name = trial_run_name(config, len(self.records) + 1)
-        run = self.mlflow_util.start_run(
+        run_id = self._client.create_run(
+            self.experiment_id,
             run_name=name,
             tags={
                 **self._source_tags,
@@ -110,10 +118,10 @@ class SweepMLflowCallback(MLflowLoggerCallback):
                 "attempt": "1",
             },
         )
-        self.records[trial.trial_id] = TrialRecord(trial.trial_id, run.info.run_id, name, config)
+        self.records[trial.trial_id] = TrialRecord(trial.trial_id, run_id, name, config)
         trial_pool = [config.lm_settings(endpoint) for endpoint in self.lm_pool]
         params = {**config.as_params(), **pool_params(trial_pool)}
-        log_batch(run.info.run_id, params=params, client=self._client)
+        log_batch(run_id, params=params, client=self._client)
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
         record = self.records[trial.trial_id]

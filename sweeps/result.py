@@ -55,6 +55,9 @@ class SweepResult:
     slot_stats: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    mlflow_pending: int = 0
+    """Writes that wait in the sweep folder's journal for MLflow, which was not answering when the sweep
+    ended (``bibleqa-sweep sync`` delivers them); 0 when MLflow holds everything."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

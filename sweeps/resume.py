@@ -7,7 +7,8 @@ What it reads is in the sweep folder (``sweeps.sweep_folder``): the settings, th
 changed since: its hash is recorded), the parent run and tracking URI, the study, the processes the last
 driver started.  In order:
 
-1. a sweep whose parent run FINISHED is said to be finished, and nothing changes;
+1. the writes that wait in the sweep's journal (``sweeps.journal``: MLflow was away when the sweep ended)
+   are delivered; then a sweep whose parent run FINISHED is said to be finished, and nothing else changes;
 2. the processes the dead driver left running (its Ray, the bundled LM) are stopped, by the PIDs the folder
    records (``sweeps.processes``); a driver still running is refused;
 3. the LM (the sweep's own, or ``lm=``), the data (refused if it changed) and MLflow are checked as for a
@@ -43,8 +44,9 @@ from bibleqa.errors import UserError
 from bibleqa.lm import LMSettings
 from bibleqa.local_lm import DEFAULT_N_CTX, bundled_lm
 from bibleqa.tracking import check_tracking, configure_mlflow_http
-from sweeps.driver import ends_parent_run, record_driver
+from sweeps.driver import ends_parent_run, record_driver, settle_result
 from sweeps.finalize import finalize_sweep
+from sweeps.journal import MLflowJournal
 from sweeps.options import SweepOptions
 from sweeps.past_trials import child_runs, trial_record
 from sweeps.plan import LMs, ParentRun, SweepPlan, lm_endpoints, plan_sweep
@@ -139,6 +141,7 @@ def resume_sweep(
     configure_mlflow_http()
     check_tracking(saved.tracking_uri)
     client = mlflow.MlflowClient(saved.tracking_uri)
+    journal = deliver_waiting_writes(saved, client)
     parent_run = _parent_run(client, saved)
     if parent_run.info.status == "FINISHED":
         result = finished_result(saved)
@@ -155,7 +158,23 @@ def resume_sweep(
                 f"the data file {options.data or '(the bundled data set)'} changed since the sweep started; "
                 "put the original back, or start a new sweep"
             )
-        return _continue(client, plan, saved.parent, parent_run.data.tags, echo, status_every)
+        return _continue(journal, plan, saved.parent, parent_run.data.tags, echo, status_every)
+
+
+def deliver_waiting_writes(saved: SavedSweep, client: Any) -> MLflowJournal:
+    """The sweep's journal, with every write that waited for MLflow delivered (so that what MLflow holds
+    is the whole sweep before it continues); raises ``UserError`` if MLflow stops answering meanwhile."""
+    journal = MLflowJournal(saved.folder, saved.tracking_uri, client=client)
+    waiting = journal.pending()
+    if journal.deliver(force=True):
+        raise UserError(
+            f"MLflow at {saved.tracking_uri} stopped answering while the sweep's {waiting} waiting write(s) were "
+            f"delivered ({journal.pending()} still wait); try again once it answers"
+        )
+    journal.settle_files()
+    if waiting:
+        logger.info("delivered %d write(s) that waited in the sweep's journal", waiting)
+    return journal
 
 
 def finished_result(saved: SavedSweep) -> SweepResult:
@@ -168,32 +187,32 @@ def finished_result(saved: SavedSweep) -> SweepResult:
 
 
 def _continue(
-    client: Any,
+    journal: MLflowJournal,
     plan: SweepPlan,
     parent: ParentRun,
     parent_tags: dict[str, str],
     echo: Callable[[str], None],
     status_every: float | None,
 ) -> SweepResult:
-    folder, budget = parent.sweep_dir, plan.options.trials
+    folder, budget, client = parent.sweep_dir, plan.options.trials, journal.client  # reads: MLflow's client
     with sweep_log(folder / "sweep.log") as log_handler:
         children = child_runs(client, parent.experiment_id, parent.run_id)
         for run in children:
             if run.info.status == "RUNNING":
-                client.set_tag(run.info.run_id, "last_error", INTERRUPTED)
-                client.set_terminated(run.info.run_id, status="KILLED")
+                journal.set_tag(run.info.run_id, "last_error", INTERRUPTED)
+                journal.set_terminated(run.info.run_id, status="KILLED")
         failed_in_study = fail_running_trials(folder, parent.sweep_name)
         past = [trial_record(client, run) for run in children if run.info.status in COUNTED]
         replaced = len(children) - len(past)
         resumes = int(parent_tags.get("n_resumes", "0")) + 1
-        client.update_run(parent.run_id, status="RUNNING")
+        journal.update_run(parent.run_id, status="RUNNING")
         for tag in ("error", "stopped_summary"):
             if tag in parent_tags:
-                client.delete_tag(parent.run_id, tag)
-        client.set_tag(parent.run_id, "n_resumes", str(resumes))
+                journal.delete_tag(parent.run_id, tag)
+        journal.set_tag(parent.run_id, "n_resumes", str(resumes))
         logger.info("resume %d: %d trials counted, %d stopped under way (%d study trials failed)",
                     resumes, len(past), replaced, failed_in_study)  # fmt: skip
-        with ends_parent_run(client, plan, parent):
+        with ends_parent_run(journal, plan, parent):
             record_driver(folder, plan)
             remaining = max(budget - len(past), 0)
             echo(
@@ -205,9 +224,10 @@ def _continue(
                 seed = resume_seed(plan.seed, len(past), asked_trials(folder, parent.sweep_name))
                 trial_budget = TrialBudget(remaining, past=tuple(past), sampler_seed=seed, session=resumes)
                 new, slot_stats = run_trials(
-                    plan, parent, log_handler, echo, status_every=status_every, budget=trial_budget
+                    plan, parent, journal, log_handler, echo, status_every=status_every, budget=trial_budget
                 )
-            result = finalize_sweep(client, plan, parent, past + new, slot_stats)
+            result = finalize_sweep(journal, plan, parent, past + new, slot_stats)
+        result = settle_result(result, journal)
     return result
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from bibleqa.errors import BibleQAError
 from bibleqa.tracking import log_batch
+from sweeps.journal import MLflowJournal, is_outage
 from sweeps.past_trials import child_runs
 from sweeps.plan import ParentRun
 
@@ -59,10 +59,20 @@ def resume_command(folder: Path) -> str:
     return f"bibleqa-sweep resume {shlex.quote(str(folder))}"
 
 
-def sum_up_stopped(client: Any, parent: ParentRun, budget: int) -> str:
-    """Log on the parent what its trials came to, as MLflow holds them; return the sentence (also the
-    parent's ``stopped_summary`` tag)."""
-    statuses = Counter(run.info.status for run in child_runs(client, parent.experiment_id, parent.run_id))
+def sum_up_stopped(journal: MLflowJournal, parent: ParentRun, budget: int) -> str:
+    """Log on the parent what its trials came to, as MLflow holds them (once it holds every write that
+    waits in the journal); return the sentence (also the parent's ``stopped_summary`` tag).  While MLflow
+    is not answering, the sentence says so, with the resume command."""
+    try:
+        if journal.deliver(force=True):
+            raise ConnectionError("writes wait in the journal")
+        statuses = Counter(run.info.status for run in child_runs(journal.client, parent.experiment_id, parent.run_id))
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        summary = f"stopped while MLflow was not answering; resume with: {resume_command(parent.sweep_dir)}"
+        journal.set_tag(parent.run_id, "stopped_summary", summary)
+        return summary
     counted = statuses["FINISHED"] + statuses["FAILED"]
     summary = (
         f"stopped after {counted} of {budget} trials ({statuses['FINISHED']} finished, {statuses['FAILED']} failed); "
@@ -70,5 +80,5 @@ def sum_up_stopped(client: Any, parent: ParentRun, budget: int) -> str:
         f"{resume_command(parent.sweep_dir)}"
     )
     metrics = {"n_trials": counted, "n_failed": statuses["FAILED"], "n_killed": statuses["KILLED"]}
-    log_batch(parent.run_id, metrics=metrics, tags={"stopped_summary": summary}, client=client)
+    log_batch(parent.run_id, metrics=metrics, tags={"stopped_summary": summary}, client=journal)
     return summary

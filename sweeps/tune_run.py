@@ -26,6 +26,7 @@ import ray
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from sweeps.journal import MLflowJournal
 from sweeps.lm_outage import OutageWatch
 from sweeps.mlflow_logging import SweepMLflowCallback
 from sweeps.plan import ParentRun, SweepPlan
@@ -78,6 +79,7 @@ class TrialBudget:
 def run_trials(
     plan: SweepPlan,
     parent: ParentRun,
+    journal: MLflowJournal,
     log_handler: logging.Handler,
     echo: Callable[[str], None],
     status_every: float | None = None,
@@ -85,7 +87,8 @@ def run_trials(
 ) -> tuple[list[TrialRecord], dict[str, float]]:
     """Run the trials with Tune (``budget``, default: the sweep's whole budget); return their records and
     the slot figures.  Every trial that started ends with a final status, even when the sweep stops early
-    (time budget, Ctrl-C, a crash): then KILLED.  The search continues the study in the sweep folder.
+    (time budget, Ctrl-C, a crash): then KILLED.  Every trial run is written through ``journal``.  The search
+    continues the study in the sweep folder.
     ``echo`` gets a line per finished trial and, with ``status_every``, a status line (``sweeps.progress``)
     every ``status_every`` seconds while the trials run, and a line when the LM stops answering and the
     trials pause at their slots (``sweeps.lm_outage``).  Raises ``LMOutage`` when the LM stayed unreachable
@@ -102,6 +105,7 @@ def run_trials(
             [(endpoint.lm_base, endpoint.slots) for endpoint in plan.pool]
         )
         callback = SweepMLflowCallback(
+            journal=journal,
             tracking_uri=plan.tracking_uri,
             experiment_id=parent.experiment_id,
             parent_run_id=parent.run_id,

@@ -119,7 +119,7 @@ def test_the_public_api_is_what_all_names():
     assert sorted(sweeps.__all__) == [
         "LMSettings", "NoWinner", "SpaceError", "SweepEstimate", "SweepResult", "SweepStopped", "UserError",
         "bundled_lm",
-        "estimate_sweep", "lm_studio", "resume_sweep", "run_sweep",
+        "estimate_sweep", "lm_studio", "resume_sweep", "run_sweep", "sync_sweep",
     ]  # fmt: skip
     for name in sweeps.__all__:
         assert getattr(sweeps, name).__name__ == name

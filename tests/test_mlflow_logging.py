@@ -13,6 +13,7 @@ import mlflow
 
 from bibleqa.lm import LMSettings
 from bibleqa.tracking import ensure_experiment, git_commit
+from sweeps.journal import MLflowJournal
 from sweeps.mlflow_logging import STOPPED, SweepMLflowCallback
 
 
@@ -33,7 +34,8 @@ def test_trials_go_to_the_parents_experiment_as_child_runs_and_every_run_ends(tm
     client = mlflow.MlflowClient(uri)
     parent = client.create_run(experiment_id, run_name="sweep_x").info.run_id
     lines: list[str] = []
-    callback = SweepMLflowCallback(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
+    journal = MLflowJournal(tmp_path, uri)  # every write goes through the sweep's journal
+    callback = SweepMLflowCallback(journal=journal, tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
                                    lm_settings=LMSettings(lm_model="m"), total_trials=2, echo=lines.append)  # fmt: skip
     callback.setup()
     assert callback.mlflow_util.experiment_id == experiment_id
@@ -64,7 +66,8 @@ def test_the_parent_logs_the_best_so_far_at_one_step_per_finished_trial(tmp_path
     experiment_id = ensure_experiment(uri, "sweeps_here")
     client = mlflow.MlflowClient(uri)
     parent = client.create_run(experiment_id, run_name="sweep_x").info.run_id
-    callback = SweepMLflowCallback(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
+    journal = MLflowJournal(tmp_path, uri)  # every write goes through the sweep's journal
+    callback = SweepMLflowCallback(journal=journal, tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
                                    lm_settings=LMSettings(lm_model="m"), total_trials=4)  # fmt: skip
     callback.setup()
     scores = {"t1": 0.5, "t2": None, "t3": 0.3, "t4": 0.7}  # t2 fails: it adds no step
