@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import requests
 
 START_TIMEOUT_S = 120.0
@@ -45,29 +44,39 @@ def _port_and_host(server_args: list[str]) -> tuple[str, int]:
     return host, port
 
 
-def _recorded_server(pid_file: Path) -> psutil.Process | None:
-    """The server a previous ``start`` recorded, if it still runs (a reused PID of another program is not)."""
+def _recorded_server(pid_file: Path) -> int | None:
+    """The PID (and process group) of the server a previous ``start`` recorded, if it still runs: a reused PID
+    of another program is not it.  ``ps`` answers the same on Linux and macOS."""
     try:
-        process = psutil.Process(int(pid_file.read_text()))
-        return process if "mlflow" in " ".join(process.cmdline()) else None
-    except (FileNotFoundError, ValueError, psutil.Error):
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
         return None
+    command = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True).stdout
+    return pid if "mlflow" in command else None
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def stop(directory: Path) -> bool:
     """Stop the server recorded in ``directory`` and its workers (its process group); True if one ran."""
     pid_file = directory / "server.pid"
-    process = _recorded_server(pid_file)
-    if process is not None:
+    pid = _recorded_server(pid_file)
+    if pid is not None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_GRACE_S)
-        except psutil.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while _group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
-    return process is not None
+    return pid is not None
 
 
 def start(directory: Path, server_args: list[str]) -> str:
@@ -79,6 +88,8 @@ def start(directory: Path, server_args: list[str]) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "server.log"
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # keeps LiteLLM off the web as MLflow imports it
+    # The sweeps use none of MLflow's server-side jobs (GenAI judges); without them it starts in ~5 s, 0.5 GB less.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", *server_args],
@@ -105,18 +116,21 @@ def start(directory: Path, server_args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Everything after `--` is mlflow's (argparse would not let a positional list follow --dir).
+    split = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop"])
     parser.add_argument("--dir", type=Path, default=Path("~/bibleqa-mlflow"),
                         help="where the pid file and the log go (default ~/bibleqa-mlflow)")  # fmt: skip
-    parser.add_argument("server_args", nargs="*", help="after --: the arguments of `mlflow server`")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv[:split])
+    server_args = argv[split + 1 :]
     directory = args.dir.expanduser()
     if args.action == "stop":
         print("mlflow server stopped" if stop(directory) else "no mlflow server was running")
         return 0
     try:
-        print(f"mlflow server answering at {start(directory, args.server_args)} (log: {directory / 'server.log'})")
+        print(f"mlflow server answering at {start(directory, server_args)} (log: {directory / 'server.log'})")
     except RuntimeError as error:
         print(f"mlflow_server.py: {error}", file=sys.stderr)
         return 1
