@@ -286,8 +286,10 @@ def test_ray_up_runs_a_sweep_over_ssh_and_ray_down_ends_it(machines, tmp_path):
             path.unlink(missing_ok=True)
         shutil.rmtree(control_path, ignore_errors=True)
 
-    # The secrets reached Ray on both nodes through the file, and so the trials' environment.
+    # The secrets reached Ray on both nodes through the file, and so the trials' environment; the file kept its
+    # mode on the way (the head copied it on to the worker).
     assert len(environments) == 2
+    assert {(m.home / ".bibleqa/cluster.env").stat().st_mode & 0o777 for m in (head, worker)} == {0o600}
     for environment in environments:
         assert environment["RAY_AUTH_MODE"] == "token" and environment["RAY_AUTH_TOKEN"] == token
         assert environment["LM_STUDIO_API_KEY"] == api_key
