@@ -97,6 +97,6 @@ class OutageWatch(Stopper):
             )
         if down_for >= self.limit_minutes * 60:
             self.outage = LMOutage(stats["lm_down"], since, self.limit_minutes)
-            logger.warning("%s: stopping the sweep", self.outage)
+            logger.info("%s: stopping the sweep", self.outage)
             return True
         return False

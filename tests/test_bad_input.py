@@ -52,6 +52,7 @@ CASES = [
     ("zero-concurrency", [*RUN, "--concurrency", "0"], GOOD_SPACE, ["--concurrency", "at least 1"]),
     ("words-for-concurrency", [*RUN, "--concurrency", "many"], GOOD_SPACE, ["--concurrency 'many'", "auto"]),
     ("zero-time-budget", [*RUN, "--time-budget", "0"], GOOD_SPACE, ["--time-budget", "positive"]),
+    ("zero-lm-outage-limit", [*RUN, "--lm-outage-limit", "0"], GOOD_SPACE, ["--lm-outage-limit", "positive"]),
     ("zero-trial-cpus", [*RUN, "--trial-cpus", "0"], GOOD_SPACE, ["--trial-cpus", "positive"]),
     ("negative-retries-of-failures", [*RUN, "--max-failures", "-1"], GOOD_SPACE, ["--max-failures", ">= 0"]),
     ("unknown-search", [*RUN, "--search", "grid"], GOOD_SPACE, ["--search", "'grid'", "'tpe'"]),

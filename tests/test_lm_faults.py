@@ -309,6 +309,8 @@ def test_500s_fail_their_trial_with_the_reason_and_garbage_and_a_hang_fail_no_tr
         assert child.data.metrics["n_errors"] == 1  # the garbled question only; the hung one was retried
     assert len(fake.garbled) == len(by_demos["1"])  # garbage is not retried
     assert [request["fault"] for request in fake.requests].count("hang") == 1
+    # The hung prompt timed out and was retried; the other 1-demo trial (the same demos) asked it once.
+    assert [request["prompt"] for request in fake.requests].count(hung[0]) == 1 + len(by_demos["1"])
     parent = mlflow.MlflowClient(uri).get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["n_trials"] == 4 and parent.data.metrics["n_failed"] == len(by_demos["3"])
