@@ -63,6 +63,11 @@ class OutageWatch(Stopper):
         self._checked = float("-inf")
         self._paused = False
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner's stoppers into its ``tuner.pkl`` (for ``Tuner.restore``, which the sweep never
+        uses): without ``echo``, which may hold anything (a caller's server, a lock), as the MLflow callback."""
+        return {**self.__dict__, "echo": None}
+
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False  # no single trial is stopped for an outage: the whole sweep is
 
