@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -40,25 +41,33 @@ BIN = Path(sys.executable).parent
 TRIALS, DEV, TEST = 6, 8, 2
 
 
-@pytest.fixture
-def two_node_cluster():
-    """A head and a worker node.  Ray 2.59+ authenticates nodes with a token: the head, the worker and the
-    sweep's driver share one (the driver runs as a subprocess, because Ray reads the setting at import)."""
+@contextlib.contextmanager
+def ray_head(cpus: int) -> Iterator[tuple[str, dict[str, str], list[str]]]:
+    """A Ray head node of ``cpus`` CPUs; yields its address, the environment every node and the sweep's driver
+    share (Ray 2.59+ authenticates nodes with a token; the driver runs as a subprocess, because Ray reads the
+    setting at import), and the command that starts a worker node of ``cpus`` CPUs.  Stops every node after."""
     port = free_port()
     # Ray's socket paths live in its temp dir and must stay short (a unix socket path holds 107 bytes).
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # fmt: skip
-    head = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+    head = [str(BIN / "ray"), "start", "--head", f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false",
             f"--temp-dir={temp_dir}"]  # fmt: skip
-    worker = [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", "--num-cpus=2"]
+    worker = [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}"]
     try:
         subprocess.run(head, check=True, capture_output=True, env=env, timeout=120)
-        subprocess.run(worker, check=True, capture_output=True, env=env, timeout=120)
-        yield f"127.0.0.1:{port}", env
+        yield f"127.0.0.1:{port}", env, worker
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env, timeout=120)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def two_node_cluster():
+    """A head and a worker node of two CPUs each."""
+    with ray_head(cpus=2) as (address, env, worker):
+        subprocess.run(worker, check=True, capture_output=True, env=env, timeout=120)
+        yield address, env
 
 
 def test_trials_spread_over_two_nodes_and_two_endpoints_with_default_flags(two_node_cluster, tmp_path):
@@ -119,30 +128,19 @@ def head_and_worker_to_lose():
     """A head node and a worker node of one CPU each, the worker run by ``ray start --block`` in its own
     session, so that the test can lose it as a machine is lost: SIGKILL to every process of that session
     (its raylet, its agents, its trial workers), with no goodbye to the head."""
-    port = free_port()
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # fmt: skip
-    head = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-            f"--temp-dir={temp_dir}"]  # fmt: skip
-    worker = [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--block"]
-    process = None
-    try:
-        subprocess.run(head, check=True, capture_output=True, env=env, timeout=120)
-        process = subprocess.Popen(worker, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   start_new_session=True)  # fmt: skip
-        for line in process.stdout:  # ray start prints this once the node has joined, then blocks
-            if "Ray runtime started" in line:
-                break
-        else:
-            raise AssertionError("the worker node did not start")
-        yield f"127.0.0.1:{port}", env, process
-    finally:
-        if process is not None:
+    with ray_head(cpus=1) as (address, env, worker):
+        process = subprocess.Popen([*worker, "--block"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, start_new_session=True)  # fmt: skip
+        try:
+            for line in process.stdout:  # ray start prints this once the node has joined, then blocks
+                if "Ray runtime started" in line:
+                    break
+            else:
+                raise AssertionError("the worker node did not start")
+            yield address, env, process
+        finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env, timeout=120)
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def session_processes(session: int) -> list[tuple[int, str]]:
