@@ -27,6 +27,8 @@ from typing import Any
 import ray
 from ray.tune import Stopper
 
+from sweeps.pool_watch import EndpointWatch
+
 logger = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 1.0
@@ -46,7 +48,9 @@ class LMOutage(Exception):
 
 class OutageWatch(Stopper):
     """A Tune stopper that stops the whole sweep once every LM endpoint has been DOWN for ``limit_minutes``;
-    ``outage`` is then the ``LMOutage``.  ``echo`` gets a line when the sweep pauses and when it goes on."""
+    ``outage`` is then the ``LMOutage``.  ``echo`` gets a line when the sweep pauses and when it goes on.  The
+    same look at the slots (once a second) goes to ``endpoints``, which logs each endpoint of a pool that goes
+    DOWN or comes back (``sweeps.pool_watch``)."""
 
     def __init__(
         self,
@@ -54,8 +58,10 @@ class OutageWatch(Stopper):
         limit_minutes: float,
         echo: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        endpoints: EndpointWatch | None = None,
     ):
         self.slots_actor = slots_actor
+        self.endpoints = endpoints
         self.limit_minutes = limit_minutes
         self.echo = echo
         self.outage: LMOutage | None = None
@@ -83,6 +89,8 @@ class OutageWatch(Stopper):
         except Exception:  # the actor is busy or gone: ask again next time
             logger.warning("could not ask the LM slots about an outage", exc_info=True)
             return False
+        if self.endpoints is not None:
+            self.endpoints.look_at(stats)
         return self.look_at(stats)
 
     def look_at(self, stats: dict[str, Any]) -> bool:

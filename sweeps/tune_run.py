@@ -125,7 +125,7 @@ def run_trials(
             slots_namespace=namespace,
             log_file=log_handler.baseFilename if isinstance(log_handler, logging.FileHandler) else None,
         )
-        watch = OutageWatch(slots_actor, plan.options.lm_outage_limit, echo)
+        watch = OutageWatch(slots_actor, plan.options.lm_outage_limit, echo, endpoints=EndpointWatch(len(plan.pool)))
         started = time.monotonic()
 
         def progress() -> Progress:
@@ -200,8 +200,8 @@ def _tuner(
             storage_path=str(parent.sweep_dir / "ray"),
             callbacks=[callback],
             # An LM outage past the limit stops the whole sweep; an endpoint of the pool that goes or comes
-            # back is logged.
-            stop=tune.stopper.CombinedStopper(watch, EndpointWatch(watch.slots_actor, len(plan.pool))),
+            # back is logged (both from one look at the slots a second).
+            stop=watch,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
         ),

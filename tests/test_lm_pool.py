@@ -137,7 +137,7 @@ def test_the_flags_make_the_pool_and_refuse_what_contradicts_it(tmp_path):
 def test_the_endpoint_watch_logs_each_change_once(caplog):
     from sweeps.pool_watch import EndpointWatch
 
-    watch = EndpointWatch(slots_actor=None, pool_size=2)
+    watch = EndpointWatch(pool_size=2)
     with caplog.at_level(logging.WARNING, logger="sweeps.pool_watch"):
         for down in (["http://b/v1"], ["http://b/v1"], [], []):
             watch.look_at({"lm_down": down})
@@ -145,7 +145,7 @@ def test_the_endpoint_watch_logs_each_change_once(caplog):
         ["LM endpoint http", "//b/v1 is DOWN"],
         ["LM endpoint http", "//b/v1 answers again"],
     ]
-    alone = EndpointWatch(slots_actor=None, pool_size=1)  # a pool of one: the outage watch speaks
+    alone = EndpointWatch(pool_size=1)  # a pool of one: the outage watch speaks
     caplog.clear()
     alone.look_at({"lm_down": ["http://a/v1"]})
     assert caplog.records == []
