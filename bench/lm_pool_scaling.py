@@ -21,6 +21,13 @@ Measured on 2 cores, machine alone (the default command, 16 trials x 16 calls x 
             2      16     68.5        14.0     1.94x          78.3          1.87x  129 (1), 128 (1)
             4      16     38.1        25.2     3.48x          50.3          2.90x  64 (1), 66 (1), 64 (1), 63 (1)
 
+With ``--calls 32`` (nearer a real trial's hundreds of calls, so each trial's fixed cost weighs less)::
+
+    endpoints  trials  phase s  trials/min  speed-up  sweep wall s  wall speed-up  calls (max in flight)
+            1      16    263.3         3.6     1.00x         275.5          1.00x  513 (1)
+            2      16    133.4         7.2     1.97x         144.4          1.91x  257 (1), 256 (1)
+            4      16     70.9        13.5     3.71x          83.0          3.32x  129 (1), 128 (1), 128 (1), 128 (1)
+
 The ideal phase is trials x calls x latency / endpoints: 128, 64 and 32 s.  Four endpoints lose 6 s of
 it: five trial workers start at once on 2 cores (each imports DSPy and builds its BM25 index), and in the
 last wave fewer trials than slots are left.
